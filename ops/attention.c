@@ -1,0 +1,7 @@
+/* attention.c: (to be written) */
+#include "ops.h"
+#include "../autograd/gradcheck.h"
+
+const nb_opcase nb_opcases_attention[] = {
+    {0},
+};

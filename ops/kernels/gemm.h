@@ -1,0 +1,18 @@
+/* gemm.h: single-precision matrix multiply, the hot loop of training.
+   C[M,N] = beta * C + op(A)[M,K] * op(B)[K,N], all row-major:
+   op(A) = A (M x K, row stride lda) when ta == 0, A^T with A stored K x M when ta == 1;
+   op(B) = B (K x N, row stride ldb) when tb == 0, B^T with B stored N x K when tb == 1.
+   beta is 0 (overwrite; C need not be initialised) or 1 (accumulate). */
+#ifndef NB_GEMM_H
+#define NB_GEMM_H
+
+#include <stdint.h>
+
+/* Dispatching entry point: picks the SIMD level (nb_simd_active) and threads with OpenMP. */
+void nb_sgemm(int ta, int tb, int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const float *B,
+              int64_t ldb, float beta, float *C, int64_t ldc);
+/* The spec: plain loops, double-free fp32 accumulation in k order. Single thread. */
+void nb_sgemm_ref(int ta, int tb, int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const float *B,
+                  int64_t ldb, float beta, float *C, int64_t ldc);
+
+#endif

@@ -1,0 +1,144 @@
+/* recipe.h: a training run described by a YAML file, parsed with libyaml into this plain, fully
+   defaulted struct. Every key is declared once in a table (recipe.c) that drives parsing,
+   validation, `key=value` overrides, --print-config and the README's key reference. */
+#ifndef NB_RECIPE_H
+#define NB_RECIPE_H
+
+#include "../core/status.h"
+
+#define NB_MAX_QRULES 32
+
+/* model: architecture (llama-style) and how to initialise it */
+typedef struct nb_recipe_model {
+    int dim;            /* C */
+    int n_layers;       /* L */
+    int n_heads;
+    int n_kv_heads;     /* 0 = n_heads */
+    int hidden_dim;     /* FFN width; 0 = llama2.c rule from dim */
+    int vocab_size;     /* 0 = from the tokenizer */
+    int seq_len;        /* max T */
+    float norm_eps;     /* 1e-5 */
+    float rope_theta;   /* 10000 */
+    int tied_embeddings;
+    float dropout;
+    char init[1024];    /* "random" (default), "llama2c:PATH" or "checkpoint:PATH" */
+    float init_std;     /* 0.02 */
+} nb_recipe_model;
+
+/* data: text in, token dataset (HDF5) out, and how batches are drawn */
+typedef struct nb_recipe_data {
+    char train[1024];       /* text file or .h5 token dataset */
+    char val[1024];         /* optional separate validation text/.h5; "" = split from train */
+    float val_fraction;     /* 0.1: tail of train when val is "" */
+    char tokenizer[1024];   /* "byte", "char" or "llama2c:PATH" (tokenizer.bin) */
+    char cache_dir[1024];   /* where prepared .h5 datasets go; "" = out_dir */
+    int batch_size;         /* B sequences per micro-batch */
+} nb_recipe_data;
+
+typedef struct nb_recipe_optim {
+    char name[16];          /* "adamw" | "sgd" */
+    float lr;
+    float min_lr;           /* floor of the decay */
+    float beta1, beta2, eps;
+    float weight_decay;     /* decoupled; not applied to norms/embeddings unless decay_all */
+    int decay_embeddings;
+    float momentum;         /* sgd */
+    float grad_clip;        /* global-norm clip, 0 = off */
+    int grad_accum;         /* micro-batches per step */
+} nb_recipe_optim;
+
+typedef struct nb_recipe_schedule {
+    char kind[16];          /* "cosine" | "linear" | "constant" */
+    int warmup_steps;
+} nb_recipe_schedule;
+
+/* one quantization rule: the first rule whose glob matches a parameter name applies */
+typedef struct nb_qrule {
+    char match[128];        /* glob on parameter names, e.g. "layers.*.attn.w?" */
+    int bits;               /* 2..8; 0 = leave in fp32 */
+    int symmetric;          /* 1: zero point 0 */
+    int restrict_range;     /* symmetric only: -(2^(b-1)-1)..2^(b-1)-1 instead of -2^(b-1).. */
+    int ternary;            /* {-1,0,1} x scale (bits ignored) */
+    char granularity[16];   /* "tensor" | "channel" | "group" (weights); "token" | "tensor" (acts) */
+    int group_size;         /* 32, 64, 128 for "group" */
+    char estimator[16];     /* "ste" | "clipped_ste" | "lsq" | "lsq+" | "pact" (acts) */
+    char observer[16];      /* "minmax" | "ema_minmax" | "mse" | "percentile" */
+    float percentile;       /* for observer percentile, e.g. 99.99 */
+    float ema_decay;        /* for ema_minmax, 0.99 */
+    char scale_dtype[8];    /* "f32" | "f16" (scale rounded to fp16, as llama.cpp stores it) */
+    char tail[16];          /* row length not a multiple of group_size: "error" | "short_group" */
+} nb_qrule;
+
+typedef struct nb_recipe_quant {
+    int enabled;
+    char preset[16];        /* "" | "q8_0" | "q4_0": llama.cpp grids (rules then come from it) */
+    int start_step;         /* fake-quant of weights starts here (fp32 warm-up before) */
+    int act_start_step;     /* activations start here (-1 = with weights) */
+    int freeze_observers_step; /* observers stop updating here (-1 = never) */
+    int lambda_start, lambda_end; /* x + lambda (Q(x) - x), lambda 0 -> 1 over these steps (0,0 = off) */
+    int anneal_from_bits;   /* 0 = off; else bits go from this to the rule's bits ... */
+    int anneal_start, anneal_end; /* ... over these steps */
+    float scale_lr_mult;    /* learning-rate multiplier of learned scales/offsets */
+    float scale_weight_decay;
+    int lsq_warmup_steps;   /* learned scales frozen (observer-driven) for these steps */
+    int quantize_embeddings; /* opt-in for the token embedding */
+    int quantize_classifier; /* opt-in for an untied classifier */
+    int n_weight_rules;
+    nb_qrule weights[NB_MAX_QRULES];
+    int n_act_rules;
+    nb_qrule acts[NB_MAX_QRULES]; /* activations on the inputs of matching linear weights */
+} nb_recipe_quant;
+
+typedef struct nb_recipe_distill {
+    int enabled;
+    char teacher[1024];     /* "" = frozen copy of the starting model, else a checkpoint path */
+    float alpha;            /* loss = alpha CE + (1 - alpha) T^2 KL(teacher || student) */
+    float temperature;
+    int data_free;          /* teacher generates the training text itself */
+} nb_recipe_distill;
+
+typedef struct nb_recipe {
+    char path[1024];        /* file it came from ("" for defaults) */
+    char *text;             /* the full recipe text after overrides (owned; for checkpoints) */
+    char name[128];
+    char out_dir[1024];
+    unsigned long long seed;
+    int threads;            /* 0 = OMP_NUM_THREADS or all cores */
+    int steps;              /* optimizer steps */
+    int eval_every;         /* 0 = only at the end */
+    int eval_batches;       /* 0 = whole validation split */
+    int log_every;
+    int ckpt_every;         /* 0 = only at the end */
+    int keep_last;          /* keep this many ckpt-STEP.h5 (0 = all) */
+    int resume;
+    char on_nan[16];        /* "stop" | "skip" */
+    int max_skips;          /* stop after this many skipped steps */
+    int sample_tokens;      /* print a sample of this many tokens at the end (0 = none) */
+    char sample_prompt[256];
+    nb_recipe_model model;
+    nb_recipe_data data;
+    nb_recipe_optim optim;
+    nb_recipe_schedule schedule;
+    nb_recipe_quant quant;
+    nb_recipe_distill distill;
+} nb_recipe;
+
+/* Defaults for every key. */
+void nb_recipe_defaults(nb_recipe *r);
+/* Parse a YAML file (path) onto the defaults, then apply overrides "a.b=value" in order, then
+   validate. Errors name "file:line:column: key: expected ..., got ..." and, for an unknown key,
+   the closest valid key. Relative paths in the recipe are resolved against the current directory. */
+nb_status nb_recipe_load(const char *path, int n_overrides, char **overrides, nb_recipe *r);
+/* The same from a YAML string (name is used in messages). */
+nb_status nb_recipe_parse(const char *name, const char *yaml, int n_overrides, char **overrides, nb_recipe *r);
+/* Apply one "key=value" override to an already loaded recipe (value parsed as YAML scalar). */
+nb_status nb_recipe_set(nb_recipe *r, const char *assignment);
+/* Checks ranges and cross-key rules (n_heads divides dim, ...). */
+nb_status nb_recipe_validate(const nb_recipe *r);
+/* The resolved recipe as YAML (every key, including defaults). Caller frees with nb_free. */
+char *nb_recipe_to_yaml(const nb_recipe *r);
+/* Markdown table of every key: path, type, default, range, help (for the README). */
+char *nb_recipe_reference(void);
+void nb_recipe_free(nb_recipe *r);
+
+#endif
