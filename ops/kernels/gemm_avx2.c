@@ -16,6 +16,10 @@ static inline __attribute__((always_inline)) void kbody(int64_t kc, const float 
 #define DECL(i) __m256 c##i##0 = _mm256_setzero_ps(), c##i##1 = _mm256_setzero_ps();
     REP6(DECL)
 #undef DECL
+    for (int i = 0; i < mr; i++) { /* C is touched once per K block: start fetching it now */
+        _mm_prefetch((const char *)(C + i * ldc), _MM_HINT_T0);
+        _mm_prefetch((const char *)(C + i * ldc + 15), _MM_HINT_T0);
+    }
     for (int64_t k = 0; k < kc; k++) {
         __m256 b0 = _mm256_load_ps(B), b1 = _mm256_load_ps(B + 8);
 #define FMA(i)                                                                          \

@@ -17,6 +17,11 @@ static inline __attribute__((always_inline)) void kbody(int64_t kc, const float 
 #define DECL(i) __m512 c##i##0 = _mm512_setzero_ps(), c##i##1 = _mm512_setzero_ps();
     REP14(DECL)
 #undef DECL
+    /* C is touched once per K block, often from L3 or DRAM: start fetching it now */
+    for (int i = 0; i < mr; i++) {
+        _mm_prefetch((const char *)(C + i * ldc), _MM_HINT_T0);
+        _mm_prefetch((const char *)(C + i * ldc + 31), _MM_HINT_T0);
+    }
     for (int64_t k = 0; k < kc; k++) {
         __m512 b0 = _mm512_load_ps(B), b1 = _mm512_load_ps(B + 16);
 #define FMA(i)                                                                          \
