@@ -331,7 +331,8 @@ nb_status nb_dataset_prepare(const nb_prepare_opts *o, const char *out_path, nb_
         n_val = va.n;
         d_val = va.n_docs;
     } else if (frac > 0) {
-        int64_t target = (int64_t)(frac * (double)tr.n + 0.5);
+        /* nanoGPT's cut: train = floor((1 - f) n) tokens */
+        int64_t target = tr.n - (int64_t)((1.0 - frac) * (double)tr.n);
         if (tr.n_docs > 1) {
             int64_t best = 1;
             for (int64_t k = 1; k < tr.n_docs; k++) {

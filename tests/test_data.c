@@ -469,6 +469,258 @@ START_TEST(test_tokenizer_h5_roundtrip) {
 }
 END_TEST
 
+
+/* ---- datasets ---- */
+
+START_TEST(test_document_rules) {
+    nb_tokenizer *t;
+    ck_assert(nb_tokenizer_byte(&t) == NB_OK);
+    nb_tokens k;
+    const char *s = "ab\n<|endoftext|>\n\n  c \n<|endoftext|>\r\n<|endoftext|>\nd\n<|endoftext|>\n";
+    ck_assert(nb_text_tokenize(t, s, strlen(s), &k) == NB_OK);
+    int32_t want[] = {256, 'a', 'b', 256, 'c', 256, 'd'};
+    ck_assert_int_eq(k.n, 7);
+    ck_assert_int_eq(k.n_docs, 3);
+    for (int i = 0; i < 7; i++) ck_assert_int_eq(k.ids[i], want[i]);
+    nb_tokens_free(&k);
+    /* no separator: one document, kept as is (whitespace included) */
+    ck_assert(nb_text_tokenize(t, " x\n", 3, &k) == NB_OK);
+    ck_assert_int_eq(k.n, 4);
+    ck_assert_int_eq(k.ids[1], ' ');
+    ck_assert_int_eq(k.ids[3], '\n');
+    nb_tokens_free(&k);
+    /* a separator inside a line is text */
+    ck_assert(nb_text_tokenize(t, "a <|endoftext|>", 15, &k) == NB_OK);
+    ck_assert_int_eq(k.n, 16);
+    nb_tokens_free(&k);
+    ck_assert_int_eq(nb_text_tokenize(t, "", 0, &k), NB_EINVAL);
+    ck_assert_int_eq(nb_text_tokenize(t, "<|endoftext|>\n", 14, &k), NB_EINVAL);
+    nb_tokenizer_free(t);
+}
+END_TEST
+
+/* TinyStories heldout with the stories260K tokenizer: one BOS per story, each story encoded on
+   its own exactly as nb_tokenizer_encode does. */
+START_TEST(test_tinystories_documents) {
+    nb_tokenizer *t = tok512();
+    nb_tokens k;
+    ck_assert(nb_text_tokenize_file(t, NB_TEST_DATA("tinystories/train_sample_heldout.txt"), &k) == NB_OK);
+    ck_assert_int_eq(k.n_docs, 231);
+    int64_t bos = 0;
+    for (int64_t i = 0; i < k.n; i++) bos += k.ids[i] == 1;
+    ck_assert_int_eq(bos, 231);
+    ck_assert_int_eq(k.n, 104114); /* measured; a change here means the tokenization changed */
+    size_t len;
+    char *text = slurp(NB_TEST_DATA("tinystories/train_sample_heldout.txt"), &len);
+    char *end = strstr(text, "\n<|endoftext|>\n");
+    int32_t *ids;
+    int64_t n;
+    ck_assert(nb_tokenizer_encode(t, text, (size_t)(end - text), 1, 0, &ids, &n) == NB_OK);
+    for (int64_t i = 0; i < n; i++) ck_assert_int_eq(k.ids[i], ids[i]);
+    ck_assert_int_eq(k.ids[n], 1);
+    nb_free(ids);
+    free(text);
+    nb_tokens_free(&k);
+    nb_tokenizer_free(t);
+}
+END_TEST
+
+static void write_stories(const char *path, int first, int count) {
+    FILE *f = fopen(path, "w");
+    for (int i = first; i < first + count; i++) {
+        fprintf(f, "Story %d:", i);
+        for (int j = 0; j < 5 + i % 7; j++) fprintf(f, " w%d", (i * 31 + j) % 97);
+        fprintf(f, "\n<|endoftext|>\n");
+    }
+    fclose(f);
+}
+
+START_TEST(test_prepare_open_windows) {
+    const char *a = tmp("a.txt"), *b = tmp("b.txt");
+    write_stories(a, 0, 30);
+    write_stories(b, 30, 20);
+    char out[512];
+    snprintf(out, sizeof out, "%s", tmp("ds.h5"));
+    const char *train[] = {a, b};
+    nb_prepare_opts o = {.train = train, .n_train = 2, .val_fraction = 0.25, .tokenizer = "char"};
+    nb_prepare_stats st;
+    ck_assert_msg(nb_dataset_prepare(&o, out, &st) == NB_OK, "%s", nb_errmsg());
+    ck_assert_int_eq(st.train_docs + st.val_docs, 50); /* documents, though char has no BOS to mark them */
+    nb_tokens tr, va;
+    ck_assert_msg(nb_dataset_open_split(out, "train", &tr) == NB_OK, "%s", nb_errmsg());
+    ck_assert(nb_dataset_open_split(out, "val", &va) == NB_OK);
+    ck_assert_int_eq(tr.n, st.train_tokens);
+    ck_assert_int_eq(va.n, st.val_tokens);
+    nb_tokenizer *t;
+    ck_assert(nb_dataset_tokenizer(out, &t) == NB_OK);
+    ck_assert_int_eq(nb_tokenizer_kind(t), NB_TOK_CHAR);
+    ck_assert_int_eq(nb_tokenizer_vocab(t), st.vocab);
+    char *txt;
+    ck_assert(nb_tokenizer_decode(t, tr.ids, 8, &txt) == NB_OK);
+    ck_assert_str_eq(txt, "Story 0:");
+    nb_free(txt);
+    nb_tokenizer_free(t);
+    nb_tokens_free(&tr);
+    nb_tokens_free(&va);
+
+    /* byte tokenizer (has BOS): the val split starts at a document boundary, near 25% */
+    o.tokenizer = "byte";
+    ck_assert(nb_dataset_prepare(&o, out, &st) == NB_OK);
+    ck_assert_int_eq(st.train_docs + st.val_docs, 50);
+    ck_assert(nb_dataset_open_split(out, "train", &tr) == NB_OK);
+    ck_assert(nb_dataset_open_split(out, "val", &va) == NB_OK);
+    ck_assert_int_eq(va.ids[0], 256);
+    ck_assert_int_eq(tr.ids[0], 256);
+    double f = (double)va.n / (double)(va.n + tr.n);
+    ck_assert_msg(f > 0.2 && f < 0.3, "val fraction %f", f);
+    ck_assert_int_eq(va.n_docs, st.val_docs);
+
+    /* training batches: a pure function of (seed, index), y is x shifted by one */
+    enum { B = 4, T = 16 };
+    int32_t x1[B * T], y1[B * T], x2[B * T], y2[B * T];
+    ck_assert(nb_tokens_batch(&tr, 42, 7, B, T, x1, y1) == NB_OK);
+    ck_assert(nb_tokens_batch(&tr, 42, 3, B, T, x2, y2) == NB_OK); /* another index in between */
+    ck_assert(nb_tokens_batch(&tr, 42, 7, B, T, x2, y2) == NB_OK);
+    ck_assert(!memcmp(x1, x2, sizeof x1) && !memcmp(y1, y2, sizeof y1));
+    ck_assert(nb_tokens_batch(&tr, 43, 7, B, T, x2, y2) == NB_OK);
+    ck_assert(memcmp(x1, x2, sizeof x1) != 0);
+    ck_assert(nb_tokens_batch(&tr, 42, 8, B, T, x2, y2) == NB_OK);
+    ck_assert(memcmp(x1, x2, sizeof x1) != 0);
+    for (int bb = 0; bb < B; bb++) {
+        /* find the window in the split and check it is contiguous */
+        int found = 0;
+        for (int64_t s = 0; s + T < tr.n && !found; s++)
+            found = !memcmp(tr.ids + s, x1 + bb * T, sizeof(int32_t) * T) &&
+                    !memcmp(tr.ids + s + 1, y1 + bb * T, sizeof(int32_t) * T);
+        ck_assert(found);
+    }
+    /* every start position is reachable and starts stay in range (tiny split: n = T + 3) */
+    nb_tokens tiny = {tr.ids, T + 3, 0};
+    int seen[3] = {0};
+    for (int64_t i = 0; i < 200; i++) {
+        ck_assert(nb_tokens_batch(&tiny, 1, i, 1, T, x2, y2) == NB_OK);
+        for (int s = 0; s < 3; s++) seen[s] |= !memcmp(x2, tr.ids + s, sizeof(int32_t) * T) && y2[T - 1] == tr.ids[s + T];
+    }
+    ck_assert(seen[0] && seen[1] && seen[2]);
+    tiny.n = T;
+    ck_assert_int_eq(nb_tokens_batch(&tiny, 1, 0, 1, T, x2, y2), NB_EINVAL);
+
+    /* evaluation windows predict every token but the first exactly once */
+    for (int TT = 1; TT <= 40; TT += 13) {
+        int64_t nw = nb_tokens_eval_count(&va, TT);
+        unsigned char *hit = calloc((size_t)va.n, 1);
+        for (int64_t i = 0; i < nw; i++) {
+            const int32_t *x, *y;
+            int len = nb_tokens_eval_window(&va, TT, i, &x, &y);
+            ck_assert(len >= 1 && len <= TT);
+            ck_assert(y == x + 1);
+            for (int j = 0; j < len; j++) hit[(y - va.ids) + j]++;
+        }
+        ck_assert_int_eq(hit[0], 0);
+        for (int64_t i = 1; i < va.n; i++) ck_assert_int_eq(hit[i], 1);
+        const int32_t *x, *y;
+        ck_assert_int_eq(nb_tokens_eval_window(&va, TT, nw, &x, &y), 0);
+        free(hit);
+    }
+    nb_tokens_free(&tr);
+    nb_tokens_free(&va);
+
+    /* a separate val file; eval loading checks the tokenizer */
+    o.n_train = 1;
+    o.val = b;
+    ck_assert(nb_dataset_prepare(&o, out, &st) == NB_OK);
+    ck_assert_int_eq(st.val_docs, 20);
+    ck_assert_int_eq(st.train_docs, 30);
+    nb_tokenizer *byte, *l2 = tok512();
+    ck_assert(nb_tokenizer_byte(&byte) == NB_OK);
+    nb_tokens k;
+    ck_assert(nb_tokens_load(out, byte, NULL, &k) == NB_OK);
+    ck_assert_int_eq(k.n, st.val_tokens);
+    nb_tokens_free(&k);
+    ck_assert_int_eq(nb_tokens_load(out, l2, NULL, &k), NB_EINVAL);
+    ck_assert_ptr_nonnull(strstr(nb_errmsg(), "different tokenizer"));
+    ck_assert(nb_tokens_load(b, byte, NULL, &k) == NB_OK);
+    ck_assert_int_eq(k.n, st.val_tokens);
+    nb_tokens_free(&k);
+    nb_tokenizer_free(byte);
+    nb_tokenizer_free(l2);
+
+    /* bad inputs */
+    o.val = NULL;
+    train[0] = "/nonexistent.txt";
+    ck_assert_int_eq(nb_dataset_prepare(&o, out, &st), NB_EIO);
+    ck_assert_ptr_nonnull(strstr(nb_errmsg(), "/nonexistent.txt"));
+    const char *e = tmp("empty.txt");
+    spit(e, "", 0);
+    train[0] = e;
+    ck_assert_int_eq(nb_dataset_prepare(&o, out, &st), NB_EINVAL);
+    ck_assert_ptr_nonnull(strstr(nb_errmsg(), "empty"));
+    train[0] = a;
+    o.tokenizer = "sentencepiece";
+    ck_assert_int_eq(nb_dataset_prepare(&o, out, &st), NB_EINVAL);
+    o.tokenizer = "byte";
+    o.val_fraction = 1.5;
+    ck_assert_int_eq(nb_dataset_prepare(&o, out, &st), NB_EINVAL);
+}
+END_TEST
+
+START_TEST(test_dataset_refuses_bad_files) {
+    const char *a = tmp("c.txt");
+    write_stories(a, 0, 10);
+    char out[512];
+    snprintf(out, sizeof out, "%s", tmp("bad.h5"));
+    const char *train[] = {a};
+    nb_prepare_opts o = {.train = train, .n_train = 1, .val_fraction = 0.2, .tokenizer = "byte"};
+    ck_assert(nb_dataset_prepare(&o, out, NULL) == NB_OK);
+    nb_tokens k;
+    /* the stored length disagrees with the dataset */
+    hid_t f = H5Fopen(out, H5F_ACC_RDWR, H5P_DEFAULT);
+    hid_t d = H5Dopen2(f, "train", H5P_DEFAULT);
+    hid_t at = H5Aopen(d, "n_tokens", H5P_DEFAULT);
+    int64_t n;
+    H5Aread(at, H5T_NATIVE_INT64, &n);
+    int64_t lie = n + 100;
+    H5Awrite(at, H5T_NATIVE_INT64, &lie);
+    H5Aclose(at);
+    H5Dclose(d);
+    H5Fclose(f);
+    nb_status bs = nb_dataset_open_split(out, "train", &k);
+    ck_assert_msg(bs == NB_EFORMAT, "%d %s", bs, nb_errmsg());
+    ck_assert_msg(strstr(nb_errmsg(), out) && strstr(nb_errmsg(), "n_tokens"), "%s", nb_errmsg());
+    ck_assert_ptr_null(k.ids);
+    ck_assert(nb_dataset_open_split(out, "val", &k) == NB_OK);
+    nb_tokens_free(&k);
+    ck_assert_int_eq(nb_dataset_open_split(out, "test", &k), NB_EINVAL);
+    /* out-of-vocabulary token */
+    f = H5Fopen(out, H5F_ACC_RDWR, H5P_DEFAULT);
+    hid_t sp = H5Screate_simple(1, (hsize_t[]){1}, NULL);
+    hid_t dv = H5Dopen2(f, "val", H5P_DEFAULT);
+    hid_t fs = H5Dget_space(dv);
+    H5Sselect_hyperslab(fs, H5S_SELECT_SET, (hsize_t[]){2}, NULL, (hsize_t[]){1}, NULL);
+    uint16_t v = 9999;
+    H5Dwrite(dv, H5T_NATIVE_UINT16, sp, fs, H5P_DEFAULT, &v);
+    H5Sclose(fs);
+    H5Sclose(sp);
+    H5Dclose(dv);
+    H5Fclose(f);
+    ck_assert_int_eq(nb_dataset_open_split(out, "val", &k), NB_EFORMAT);
+    ck_assert_msg(strstr(nb_errmsg(), "token 2 is 9999"), "%s", nb_errmsg());
+    /* not HDF5 at all / truncated / a foreign HDF5 file */
+    ck_assert_int_eq(nb_dataset_open_split(a, "train", &k), NB_EFORMAT);
+    size_t len;
+    char *bytes = slurp(out, &len);
+    const char *cut = tmp("cut.h5");
+    spit(cut, bytes, len / 2);
+    ck_assert_int_eq(nb_dataset_open_split(cut, "val", &k), NB_EFORMAT);
+    free(bytes);
+    f = H5Fcreate(cut, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    H5Fclose(f);
+    ck_assert_int_eq(nb_dataset_open_split(cut, "train", &k), NB_EFORMAT);
+    ck_assert_ptr_nonnull(strstr(nb_errmsg(), "not a nibble token dataset"));
+    ck_assert_int_eq(nb_dataset_open_split("/nonexistent.h5", "train", &k), NB_EIO);
+}
+END_TEST
+
 NB_SUITE("data") {
     tcase_add_test(tc, test_byte_roundtrip);
     tcase_add_test(tc, test_char_vocab_and_roundtrip);
@@ -477,4 +729,8 @@ NB_SUITE("data") {
     tcase_add_test(tc, test_llama2c_merge_matches_naive);
     tcase_add_test(tc, test_llama2c_bad_files);
     tcase_add_test(tc, test_tokenizer_h5_roundtrip);
+    tcase_add_test(tc, test_document_rules);
+    tcase_add_test(tc, test_tinystories_documents);
+    tcase_add_test(tc, test_prepare_open_windows);
+    tcase_add_test(tc, test_dataset_refuses_bad_files);
 }
