@@ -201,7 +201,7 @@ nb_status nb_tokenizer_char_build(const char *text, size_t len, nb_tokenizer **o
     size_t nk = 0;
     for (int b = 0; b < 256; b++)
         if (single[b]) keys[nk++] = char_key((const unsigned char *)&byte_table[b], 1);
-    memcpy(keys + nk, multi, n_multi * sizeof *keys);
+    if (n_multi) memcpy(keys + nk, multi, n_multi * sizeof *keys);
     nk += n_multi;
     nb_free(multi);
     qsort(keys, nk, sizeof *keys, u64_cmp);
