@@ -282,6 +282,8 @@ static void describe(char *buf, size_t n, const char *s, size_t len, int quoted)
     clean[show] = 0;
     if (numeric)
         snprintf(buf, n, "%s", clean);
+    else if (quoted)
+        snprintf(buf, n, "the quoted string \"%s%s\"", clean, show < len ? "..." : "");
     else
         snprintf(buf, n, "'%s%s'", clean, show < len ? "..." : "");
 }
@@ -595,6 +597,20 @@ static int closest_child(const char *prefix, const char *name, size_t len, char 
     return bd;
 }
 
+/* "a, b, c": the names directly under prefix, each once, in table order. */
+static void list_children(const char *prefix, char *buf, size_t n) {
+    size_t pl = strlen(prefix), o = 0;
+    buf[0] = 0;
+    for (int i = 0; i < N_KEYS && o < n; i++) {
+        const char *p = keys[i].path;
+        if (strncmp(p, prefix, pl)) continue;
+        const char *child = p + pl, *dot = strchr(child, '.');
+        int cl = dot ? (int)(dot - child) : (int)strlen(child);
+        if (i > 0 && !strncmp(keys[i - 1].path, p, pl + cl) && (keys[i - 1].path[pl + cl] == '.')) continue;
+        o += (size_t)snprintf(buf + o, n - o, "%s%.*s", o ? ", " : "", cl, child);
+    }
+}
+
 static int closest_rule_key(const char *name, size_t len, char *best, size_t nbest) {
     int bd = 1000;
     for (int i = 0; i < N_RKEYS; i++) {
@@ -728,7 +744,7 @@ static nb_status walk_map(ctx *c, yaml_node_t *map, const char *prefix) {
         const char *name;
         size_t len;
         char sect[80];
-        snprintf(sect, sizeof sect, "%.*s", *prefix ? (int)strlen(prefix) - 1 : 3, *prefix ? prefix : "top");
+        snprintf(sect, sizeof sect, "%.*s", *prefix ? (int)strlen(prefix) - 1 : 9, *prefix ? prefix : "top level");
         NB_TRY(pair_key(c, kn, sect, &name, &len));
         char full[200];
         snprintf(full, sizeof full, "%s%.*s", prefix, (int)(len > 100 ? 100 : len), name);
@@ -759,7 +775,9 @@ static nb_status walk_map(ctx *c, yaml_node_t *map, const char *prefix) {
             loc kat = node_loc(c, kn);
             int d = closest_child(prefix, name, len, best, sizeof best);
             if (close_enough(d, len)) return failat(&kat, "unknown key '%s'; did you mean '%s%s'?", full, prefix, best);
-            return failat(&kat, "unknown key '%s'", full);
+            char names[600];
+            list_children(prefix, names, sizeof names);
+            return failat(&kat, "unknown key '%s'; %s has %s", full, *prefix ? sect : "the top level", names);
         }
     }
     return NB_OK;
