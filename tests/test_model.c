@@ -5,6 +5,10 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <signal.h>
+#include <sys/resource.h>
+
+#include "../train/checkpoint.h"
 #include "../train/import_llama2c.h"
 #include "../train/model.h"
 
@@ -232,10 +236,302 @@ START_TEST(test_import_refuses_bad_files) {
 }
 END_TEST
 
+
+/* ---- checkpoints ---- */
+
+static nb_model_config tiny_config(int tied) {
+    nb_model_config c;
+    nb_model_config_defaults(&c);
+    c.dim = 16;
+    c.n_layers = 2;
+    c.n_heads = 4;
+    c.n_kv_heads = 2;
+    c.hidden_dim = 24;
+    c.vocab_size = 11;
+    c.seq_len = 8;
+    c.tied = tied;
+    return c;
+}
+
+/* a paramset with the model's layout filled with normal values */
+static void like_set(nb_paramset *s, const nb_model *m, unsigned long long seed) {
+    nb_param_spec *sp = calloc((size_t)m->params.n, sizeof *sp);
+    for (int i = 0; i < m->params.n; i++) {
+        const nb_param *p = &m->params.p[i];
+        snprintf(sp[i].name, sizeof sp[i].name, "%s", p->name);
+        sp[i].ndim = p->t.ndim;
+        memcpy(sp[i].shape, p->t.shape, sizeof sp[i].shape);
+        sp[i].kind = p->kind;
+    }
+    ck_assert_int_eq(nb_paramset_build(s, m->params.n, sp), NB_OK);
+    nbt_fill(s->data, (long)s->numel, seed);
+    free(sp);
+}
+
+static int same_set(const nb_paramset *a, const nb_paramset *b) {
+    if (a->n != b->n) return 0;
+    for (int i = 0; i < a->n; i++)
+        if (strcmp(a->p[i].name, b->p[i].name) || !nb_same_shape(&a->p[i].t, &b->p[i].t) ||
+            memcmp(a->p[i].t.data, b->p[i].t.data, nb_nbytes(&a->p[i].t)))
+            return 0;
+    return 1;
+}
+
+static void save_tiny(const char *path, nb_model *m, nb_paramset *om, nb_paramset *ov, nb_paramset *q) {
+    nb_ckpt_contents c = {0};
+    c.config = m->cfg;
+    c.params = &m->params;
+    c.step = 1234;
+    c.n_sets = 0;
+    if (om) c.sets[c.n_sets++] = (nb_ckpt_set){"optim.m", om};
+    if (ov) c.sets[c.n_sets++] = (nb_ckpt_set){"optim.v", ov};
+    if (q) c.sets[c.n_sets++] = (nb_ckpt_set){"quant", q};
+    c.n_rngs = 2;
+    c.rngs[0] = (nb_ckpt_rng){"data", {7, 1, 99}};
+    c.rngs[1] = (nb_ckpt_rng){"dropout", {7, 2, 0xfffffffffffffff0ULL}};
+    c.recipe = "model:\n  dim: 16\n";
+    c.n_attrs = 1;
+    c.attrs[0] = (nb_ckpt_attr){"quant_policy", "{\"bits\": 4}"};
+    nb_status s = nb_ckpt_save(path, &c);
+    ck_assert_msg(s == NB_OK, "save: %s", nb_errmsg());
+}
+
+START_TEST(test_ckpt_round_trip) {
+    char path[512];
+    tmp_path(path, sizeof path, "rt.h5");
+    for (int tied = 0; tied <= 1; tied++) {
+        nb_model m, m2;
+        nb_model_config cfg = tiny_config(tied);
+        ck_assert_int_eq(nb_model_init(&m, &cfg), NB_OK);
+        nb_model_init_random(&m, 0.02f, 5);
+        nb_paramset om, ov, q, om2, ov2, q2;
+        like_set(&om, &m, 1);
+        like_set(&ov, &m, 2);
+        nb_param_spec qs[2] = {{"layers.0.attn.wq.scale", 1, {16}, NB_PARAM_QUANT},
+                               {"layers.1.ffn.w2.scale", 2, {16, 3}, NB_PARAM_QUANT}};
+        ck_assert_int_eq(nb_paramset_build(&q, 2, qs), NB_OK);
+        nbt_fill(q.data, (long)q.numel, 3);
+        q.data[0] = -0.0f;
+        save_tiny(path, &m, &om, &ov, &q);
+
+        nb_ckpt *c;
+        ck_assert_int_eq(nb_ckpt_open(path, &c), NB_OK);
+        ck_assert_int_eq(nb_ckpt_step(c), 1234);
+        ck_assert_int_eq(memcmp(nb_ckpt_config(c), &m.cfg, sizeof m.cfg), 0);
+        ck_assert_int_eq(nb_ckpt_load_model(c, &m2), NB_OK);
+        ck_assert(same_set(&m.params, &m2.params));
+        like_set(&om2, &m, 10);
+        like_set(&ov2, &m, 11);
+        ck_assert(nb_ckpt_has_set(c, "optim.m"));
+        ck_assert(!nb_ckpt_has_set(c, "optim.x"));
+        ck_assert(!nb_ckpt_has_set(c, "nothing.here"));
+        ck_assert_int_eq(nb_ckpt_read_set(c, "optim.m", &om2), NB_OK);
+        ck_assert_int_eq(nb_ckpt_read_set(c, "optim.v", &ov2), NB_OK);
+        ck_assert(same_set(&om, &om2));
+        ck_assert(same_set(&ov, &ov2));
+        /* the quant set's layout comes from the file */
+        int n;
+        nb_param_spec *specs;
+        ck_assert_int_eq(nb_ckpt_list_set(c, "quant", &n, &specs), NB_OK);
+        ck_assert_int_eq(n, 2);
+        ck_assert_str_eq(specs[1].name, "layers.1.ffn.w2.scale");
+        ck_assert_int_eq(specs[1].shape[1], 3);
+        ck_assert_int_eq(nb_paramset_build(&q2, n, specs), NB_OK);
+        ck_assert_int_eq(nb_ckpt_read_set(c, "quant", &q2), NB_OK);
+        ck_assert(same_set(&q, &q2));
+        ck_assert(signbit(q2.data[0]));
+        nb_free(specs);
+        nb_rng r;
+        ck_assert_int_eq(nb_ckpt_read_rng(c, "dropout", &r), NB_OK);
+        ck_assert(r.seed == 7 && r.stream == 2 && r.counter == 0xfffffffffffffff0ULL);
+        ck_assert_int_ne(nb_ckpt_read_rng(c, "nope", &r), NB_OK);
+        char *v;
+        ck_assert_int_eq(nb_ckpt_read_attr(c, "recipe", &v), NB_OK);
+        ck_assert_str_eq(v, "model:\n  dim: 16\n");
+        nb_free(v);
+        ck_assert_int_eq(nb_ckpt_read_attr(c, "quant_policy", &v), NB_OK);
+        ck_assert_str_eq(v, "{\"bits\": 4}");
+        nb_free(v);
+        ck_assert_int_eq(nb_ckpt_read_attr(c, "absent", &v), NB_OK);
+        ck_assert_ptr_null(v);
+        char **names;
+        ck_assert_int_eq(nb_ckpt_attr_names(c, &n, &names), NB_OK);
+        ck_assert_int_eq(n, 2); /* quant_policy, recipe */
+        nb_ckpt_free_names(n, names);
+        ck_assert(!nb_ckpt_has_tokenizer(c));
+        nb_ckpt_close(c);
+        /* the generic loader dispatches on the signature */
+        nb_model m3;
+        ck_assert_int_eq(nb_model_load_file(path, &m3), NB_OK);
+        ck_assert(same_set(&m.params, &m3.params));
+        nb_model_free(&m3);
+        ck_assert_int_eq(nb_model_load_file(MODEL_BIN, &m3), NB_OK);
+        ck_assert_int_eq(m3.cfg.dim, 64);
+        nb_model_free(&m3);
+        nb_paramset_free(&om);
+        nb_paramset_free(&ov);
+        nb_paramset_free(&q);
+        nb_paramset_free(&om2);
+        nb_paramset_free(&ov2);
+        nb_paramset_free(&q2);
+        nb_model_free(&m);
+        nb_model_free(&m2);
+    }
+    unlink(path);
+}
+END_TEST
+
+static void expect_load_error(const char *path, nb_status want, const char *needle) {
+    nb_model m;
+    nb_status s = nb_model_load_file(path, &m);
+    ck_assert_msg(s == want, "status %d (%s), want %d", s, nb_errmsg(), want);
+    ck_assert_msg(strstr(nb_errmsg(), needle) != NULL, "message '%s' lacks '%s'", nb_errmsg(), needle);
+    ck_assert_msg(strstr(nb_errmsg(), path) != NULL, "message '%s' does not name the file", nb_errmsg());
+}
+
+START_TEST(test_ckpt_bad_files) {
+    char path[512], bad[512];
+    tmp_path(path, sizeof path, "good.h5");
+    tmp_path(bad, sizeof bad, "bad.h5");
+    nb_model m;
+    nb_model_config cfg = tiny_config(0);
+    ck_assert_int_eq(nb_model_init(&m, &cfg), NB_OK);
+    nb_model_init_random(&m, 0.02f, 5);
+    save_tiny(path, &m, NULL, NULL, NULL);
+    long n;
+    char *bytes = slurp(path, &n);
+    /* truncated at several points */
+    long cuts[] = {n / 2, n - 1, 100, 8};
+    for (size_t i = 0; i < sizeof cuts / sizeof cuts[0]; i++) {
+        spit(bad, bytes, cuts[i]);
+        nb_model m2;
+        nb_status s = nb_model_load_file(bad, &m2);
+        ck_assert_msg(s == NB_EFORMAT, "cut at %ld: status %d (%s)", cuts[i], s, nb_errmsg());
+        ck_assert_ptr_nonnull(strstr(nb_errmsg(), bad));
+    }
+    /* not HDF5 at all */
+    spit(bad, "dim: 64\nthis is a recipe, not a checkpoint\n", 40);
+    nb_ckpt *c;
+    ck_assert_int_eq(nb_ckpt_open(bad, &c), NB_EFORMAT);
+    ck_assert_ptr_nonnull(strstr(nb_errmsg(), "not an HDF5 file"));
+    /* missing file */
+    unlink(bad);
+    expect_load_error(bad, NB_EIO, "No such file");
+    /* a tensor of the wrong shape: a paramset whose wq is (8, 16) saved under the model's config */
+    nb_param_spec sp[64];
+    int k = 0;
+    for (int i = 0; i < m.params.n; i++) {
+        const nb_param *p = &m.params.p[i];
+        snprintf(sp[k].name, sizeof sp[k].name, "%s", p->name);
+        sp[k].ndim = p->t.ndim;
+        memcpy(sp[k].shape, p->t.shape, sizeof sp[k].shape);
+        sp[k].kind = p->kind;
+        if (!strcmp(p->name, "layers.1.attn.wq")) sp[k].shape[0] = 8;
+        if (strcmp(p->name, "layers.0.ffn.w3")) k++; /* leave w3 out of the second file */
+    }
+    nb_paramset wrong, missing;
+    ck_assert_int_eq(nb_paramset_build(&wrong, k, sp), NB_OK);
+    nb_ckpt_contents cc = {.config = m.cfg, .params = &wrong};
+    ck_assert_int_eq(nb_ckpt_save(bad, &cc), NB_OK);
+    expect_load_error(bad, NB_EFORMAT, "tensor params/layers.0.ffn.w3 missing");
+    for (int i = 0; i < k; i++)
+        if (!strcmp(sp[i].name, "layers.1.attn.wq")) sp[i].shape[0] = 16;
+    snprintf(sp[k].name, sizeof sp[k].name, "layers.0.ffn.w3");
+    sp[k].ndim = 1;
+    sp[k].shape[0] = 16;
+    k++;
+    ck_assert_int_eq(nb_paramset_build(&missing, k, sp), NB_OK);
+    cc.params = &missing;
+    ck_assert_int_eq(nb_ckpt_save(bad, &cc), NB_OK);
+    expect_load_error(bad, NB_EFORMAT, "tensor params/layers.0.ffn.w3 has shape (16), expected (24, 16)");
+    nb_paramset_free(&wrong);
+    nb_paramset_free(&missing);
+    /* an absurd config is refused before any allocation */
+    nb_model_config huge = m.cfg;
+    huge.vocab_size = 1 << 22;
+    huge.dim = 65536;
+    huge.n_heads = 1;
+    huge.n_kv_heads = 1;
+    cc.config = huge;
+    cc.params = &m.params;
+    ck_assert_int_ne(nb_ckpt_save(bad, &cc), NB_OK); /* the writer checks too */
+    /* bad names */
+    nb_ckpt_contents c2 = {.config = m.cfg, .params = &m.params, .n_sets = 1};
+    c2.sets[0] = (nb_ckpt_set){"params", &m.params};
+    ck_assert_int_eq(nb_ckpt_save(bad, &c2), NB_EINVAL);
+    c2.sets[0] = (nb_ckpt_set){"optim/../x", &m.params};
+    ck_assert_int_eq(nb_ckpt_save(bad, &c2), NB_EINVAL);
+    unlink(bad);
+    unlink(path);
+    free(bytes);
+    nb_model_free(&m);
+}
+END_TEST
+
+/* A write that fails (file size limit = the disk filling up) leaves the old checkpoint intact. */
+START_TEST(test_ckpt_atomic_write) {
+    char path[512], tmp[600];
+    tmp_path(path, sizeof path, "atomic.h5");
+    snprintf(tmp, sizeof tmp, "%s.tmp-%d", path, (int)getpid());
+    nb_model small, big;
+    nb_model_config cfg = tiny_config(1);
+    ck_assert_int_eq(nb_model_init(&small, &cfg), NB_OK);
+    nb_model_init_random(&small, 0.02f, 1);
+    save_tiny(path, &small, NULL, NULL, NULL);
+    long old_n;
+    char *old = slurp(path, &old_n);
+    cfg.dim = 256;
+    cfg.hidden_dim = 512;
+    cfg.vocab_size = 512;
+    ck_assert_int_eq(nb_model_init(&big, &cfg), NB_OK); /* about 4 MB of floats */
+    nb_model_init_random(&big, 0.02f, 2);
+    struct rlimit rl, lim = {1 << 20, 1 << 20};
+    getrlimit(RLIMIT_FSIZE, &rl);
+    lim.rlim_max = rl.rlim_max;
+    void (*old_sig)(int) = signal(SIGXFSZ, SIG_IGN);
+    ck_assert_int_eq(setrlimit(RLIMIT_FSIZE, &lim), 0);
+    nb_ckpt_contents c = {.config = big.cfg, .params = &big.params, .step = 9};
+    nb_status s = nb_ckpt_save(path, &c);
+    setrlimit(RLIMIT_FSIZE, &rl);
+    signal(SIGXFSZ, old_sig);
+    ck_assert_int_eq(s, NB_EIO);
+    ck_assert_msg(strstr(nb_errmsg(), path) != NULL, "message: %s", nb_errmsg());
+    printf("failed write reports: %s\n", nb_errmsg());
+    ck_assert_int_ne(access(tmp, F_OK), 0); /* no temp file left */
+    long now_n;
+    char *now = slurp(path, &now_n);
+    ck_assert_int_eq(now_n, old_n);
+    ck_assert_int_eq(memcmp(now, old, (size_t)old_n), 0);
+    nb_model back;
+    ck_assert_int_eq(nb_model_load_file(path, &back), NB_OK);
+    ck_assert(same_set(&back.params, &small.params));
+    nb_model_free(&back);
+    /* a directory that does not exist */
+    char nodir[600];
+    snprintf(nodir, sizeof nodir, "%s.d/x/y.h5", path);
+    ck_assert_int_eq(nb_ckpt_save(nodir, &c), NB_EIO);
+    ck_assert_ptr_nonnull(strstr(nb_errmsg(), nodir));
+    /* the same write without the limit succeeds and replaces the file */
+    ck_assert_int_eq(nb_ckpt_save(path, &c), NB_OK);
+    nb_ckpt *ck;
+    ck_assert_int_eq(nb_ckpt_open(path, &ck), NB_OK);
+    ck_assert_int_eq(nb_ckpt_step(ck), 9);
+    nb_ckpt_close(ck);
+    unlink(path);
+    free(old);
+    free(now);
+    nb_model_free(&small);
+    nb_model_free(&big);
+}
+END_TEST
+
 NB_SUITE("model") {
     tcase_add_test(tc, test_import_config);
     tcase_add_test(tc, test_decode_matches_reference);
     tcase_add_test(tc, test_greedy_matches_reference);
     tcase_add_test(tc, test_sampler);
     tcase_add_test(tc, test_import_refuses_bad_files);
+    tcase_add_test(tc, test_ckpt_round_trip);
+    tcase_add_test(tc, test_ckpt_bad_files);
+    tcase_add_test(tc, test_ckpt_atomic_write);
 }
