@@ -359,6 +359,12 @@ START_TEST(test_ckpt_round_trip) {
         ck_assert_int_eq(n, 2); /* quant_policy, recipe */
         nb_ckpt_free_names(n, names);
         ck_assert(!nb_ckpt_has_tokenizer(c));
+        ck_assert_int_eq(nb_ckpt_set_names(c, &n, &names), NB_OK);
+        ck_assert_int_eq(n, 3);
+        ck_assert_str_eq(names[0], "optim.m");
+        ck_assert_str_eq(names[1], "optim.v");
+        ck_assert_str_eq(names[2], "quant");
+        nb_ckpt_free_names(n, names);
         nb_ckpt_close(c);
         /* the generic loader dispatches on the signature */
         nb_model m3;

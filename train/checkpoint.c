@@ -736,6 +736,74 @@ nb_status nb_ckpt_list_set(nb_ckpt *c, const char *name, int *n, nb_param_spec *
     return NB_OK;
 }
 
+typedef struct sets_ctx {
+    hid_t file;
+    char prefix[128]; /* dotted name of the group being walked ("" at the root) */
+    int depth;
+    int n, cap;
+    char **names;
+    int has_data;     /* the group being walked holds a dataset */
+    nb_status st;
+} sets_ctx;
+
+static nb_status add_name(sets_ctx *x, const char *name) {
+    if (x->n == x->cap) {
+        int cap = x->cap ? 2 * x->cap : 8;
+        char **nn = nb_realloc(x->names, (size_t)cap * sizeof *nn);
+        if (!nn) return nb_fail(NB_ENOMEM, "set names");
+        x->names = nn;
+        x->cap = cap;
+    }
+    if (!(x->names[x->n] = nb_strdup(name))) return nb_fail(NB_ENOMEM, "set names");
+    x->n++;
+    return NB_OK;
+}
+
+static herr_t visit_group(hid_t g, const char *name, const H5L_info_t *info, void *data) {
+    (void)info;
+    sets_ctx *x = data;
+    H5O_info_t oi;
+    if (H5Oget_info_by_name(g, name, &oi, H5P_DEFAULT) < 0) return 0;
+    if (oi.type == H5O_TYPE_DATASET) {
+        x->has_data = 1;
+        return 0;
+    }
+    if (oi.type != H5O_TYPE_GROUP || x->depth >= 4 || x->n >= 256) return 0;
+    if (x->depth == 0 && (!strcmp(name, "params") || !strcmp(name, "rng") || !strcmp(name, "tokenizer") ||
+                          !strcmp(name, "config")))
+        return 0;
+    if (!good_name(name, 0)) return 0;
+    sets_ctx sub = *x;
+    snprintf(sub.prefix, sizeof sub.prefix, "%s%s%s", x->prefix, x->prefix[0] ? "." : "", name);
+    sub.depth = x->depth + 1;
+    sub.has_data = 0;
+    hid_t h = H5Gopen2(g, name, H5P_DEFAULT);
+    if (h < 0) return 0;
+    hsize_t idx = 0;
+    H5Literate(h, H5_INDEX_NAME, H5_ITER_INC, &idx, visit_group, &sub);
+    H5Gclose(h);
+    if (sub.st == NB_OK && sub.has_data) sub.st = add_name(&sub, sub.prefix);
+    x->n = sub.n;
+    x->cap = sub.cap;
+    x->names = sub.names;
+    x->st = sub.st;
+    return x->st == NB_OK ? 0 : -1;
+}
+
+nb_status nb_ckpt_set_names(nb_ckpt *c, int *n, char ***names) {
+    nb_h5_quiet();
+    sets_ctx x = {c->file, "", 0, 0, 0, NULL, 0, NB_OK};
+    hsize_t idx = 0;
+    H5Literate(c->file, H5_INDEX_NAME, H5_ITER_INC, &idx, visit_group, &x);
+    if (x.st != NB_OK) {
+        nb_ckpt_free_names(x.n, x.names);
+        return x.st;
+    }
+    *n = x.n;
+    *names = x.names;
+    return NB_OK;
+}
+
 nb_status nb_ckpt_read_rng(nb_ckpt *c, const char *name, nb_rng *r) {
     nb_h5_quiet();
     if (!good_name(name, 1)) return nb_fail(NB_EINVAL, "%s: bad generator name '%s'", c->path, name);

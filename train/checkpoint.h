@@ -86,6 +86,9 @@ nb_status nb_ckpt_read_set(nb_ckpt *c, const char *name, nb_paramset *dst);
    for 1-D. *specs is nb_malloc'ed (caller frees). Ranks and sizes are checked (ndim 1..4,
    at most 2^40 elements, float32 only). */
 nb_status nb_ckpt_list_set(nb_ckpt *c, const char *name, int *n, nb_param_spec **specs);
+/* Names of the extra sets present ("optim.m", "quant", ...: every group below the root holding
+   datasets, except params, rng and tokenizer); free with nb_ckpt_free_names. */
+nb_status nb_ckpt_set_names(nb_ckpt *c, int *n, char ***names);
 /* Generator `name`: NB_OK, or NB_EFORMAT when absent or malformed. */
 nb_status nb_ckpt_read_rng(nb_ckpt *c, const char *name, nb_rng *r);
 /* Root string attribute `key` ("recipe" or a free-form key): *value is nb_malloc'ed, or NULL

@@ -103,54 +103,76 @@ static void spec(nb_param_spec *s, nb_param_kind kind, int64_t d0, int64_t d1, c
     s->shape[1] = d1 ? d1 : 1;
 }
 
+/* The table in model order; when lp is given, also the per-layer indices. */
+static void fill_specs(const nb_model_config *c, nb_param_spec *s, nb_layer_params *lp, int *tok_emb, int *norm,
+                       int *classifier) {
+    int L = c->n_layers;
+    int64_t C = c->dim, F = c->hidden_dim, V = c->vocab_size;
+    int64_t KV = C / c->n_heads * c->n_kv_heads;
+    int k = 0;
+    nb_layer_params dummy;
+    *tok_emb = k;
+    spec(&s[k++], NB_PARAM_EMBED, V, C, "tok_emb", 0);
+    for (int l = 0; l < L; l++) {
+        nb_layer_params *p = lp ? &lp[l] : &dummy;
+        p->attn_norm = k;
+        spec(&s[k++], NB_PARAM_NORM, C, 0, "layers.%d.attn_norm", l);
+        p->wq = k;
+        spec(&s[k++], NB_PARAM_LINEAR, C, C, "layers.%d.attn.wq", l);
+        p->wk = k;
+        spec(&s[k++], NB_PARAM_LINEAR, KV, C, "layers.%d.attn.wk", l);
+        p->wv = k;
+        spec(&s[k++], NB_PARAM_LINEAR, KV, C, "layers.%d.attn.wv", l);
+        p->wo = k;
+        spec(&s[k++], NB_PARAM_LINEAR, C, C, "layers.%d.attn.wo", l);
+        p->ffn_norm = k;
+        spec(&s[k++], NB_PARAM_NORM, C, 0, "layers.%d.ffn_norm", l);
+        p->w1 = k;
+        spec(&s[k++], NB_PARAM_LINEAR, F, C, "layers.%d.ffn.w1", l);
+        p->w2 = k;
+        spec(&s[k++], NB_PARAM_LINEAR, C, F, "layers.%d.ffn.w2", l);
+        p->w3 = k;
+        spec(&s[k++], NB_PARAM_LINEAR, F, C, "layers.%d.ffn.w3", l);
+    }
+    *norm = k;
+    spec(&s[k++], NB_PARAM_NORM, C, 0, "norm", 0);
+    *classifier = *tok_emb;
+    if (!c->tied) {
+        *classifier = k;
+        spec(&s[k++], NB_PARAM_CLASSIFIER, V, C, "classifier", 0);
+    }
+}
+
+static int n_specs(const nb_model_config *c) { return 1 + 9 * c->n_layers + 1 + (c->tied ? 0 : 1); }
+
+nb_status nb_model_specs(const nb_model_config *c, int *n, nb_param_spec **specs) {
+    *n = 0;
+    *specs = NULL;
+    NB_TRY(nb_model_config_check(c, "model config"));
+    int k = n_specs(c);
+    nb_param_spec *s = nb_calloc((size_t)k, sizeof *s);
+    if (!s) return nb_fail(NB_ENOMEM, "model: parameter table of %d entries", k);
+    int a, b, d;
+    fill_specs(c, s, NULL, &a, &b, &d);
+    *n = k;
+    *specs = s;
+    return NB_OK;
+}
+
 nb_status nb_model_init(nb_model *m, const nb_model_config *c) {
     memset(m, 0, sizeof *m);
     NB_TRY(nb_model_config_check(c, "model config"));
     m->cfg = *c;
-    int L = c->n_layers;
-    int64_t C = c->dim, F = c->hidden_dim, V = c->vocab_size;
-    int64_t KV = C / c->n_heads * c->n_kv_heads;
-    int n = 1 + 9 * L + 1 + (c->tied ? 0 : 1);
+    int n = n_specs(c);
     nb_param_spec *s = nb_calloc((size_t)n, sizeof *s);
-    m->layers = nb_calloc((size_t)L, sizeof *m->layers);
+    m->layers = nb_calloc((size_t)c->n_layers, sizeof *m->layers);
     if (!s || !m->layers) {
         nb_free(s);
         nb_free(m->layers);
         m->layers = NULL;
         return nb_fail(NB_ENOMEM, "model: parameter table of %d entries", n);
     }
-    int k = 0;
-    m->tok_emb = k;
-    spec(&s[k++], NB_PARAM_EMBED, V, C, "tok_emb", 0);
-    for (int l = 0; l < L; l++) {
-        nb_layer_params *lp = &m->layers[l];
-        lp->attn_norm = k;
-        spec(&s[k++], NB_PARAM_NORM, C, 0, "layers.%d.attn_norm", l);
-        lp->wq = k;
-        spec(&s[k++], NB_PARAM_LINEAR, C, C, "layers.%d.attn.wq", l);
-        lp->wk = k;
-        spec(&s[k++], NB_PARAM_LINEAR, KV, C, "layers.%d.attn.wk", l);
-        lp->wv = k;
-        spec(&s[k++], NB_PARAM_LINEAR, KV, C, "layers.%d.attn.wv", l);
-        lp->wo = k;
-        spec(&s[k++], NB_PARAM_LINEAR, C, C, "layers.%d.attn.wo", l);
-        lp->ffn_norm = k;
-        spec(&s[k++], NB_PARAM_NORM, C, 0, "layers.%d.ffn_norm", l);
-        lp->w1 = k;
-        spec(&s[k++], NB_PARAM_LINEAR, F, C, "layers.%d.ffn.w1", l);
-        lp->w2 = k;
-        spec(&s[k++], NB_PARAM_LINEAR, C, F, "layers.%d.ffn.w2", l);
-        lp->w3 = k;
-        spec(&s[k++], NB_PARAM_LINEAR, F, C, "layers.%d.ffn.w3", l);
-    }
-    m->norm = k;
-    spec(&s[k++], NB_PARAM_NORM, C, 0, "norm", 0);
-    m->classifier = m->tok_emb;
-    if (!c->tied) {
-        m->classifier = k;
-        spec(&s[k++], NB_PARAM_CLASSIFIER, V, C, "classifier", 0);
-    }
-    NB_ASSERT(k == n);
+    fill_specs(c, s, m->layers, &m->tok_emb, &m->norm, &m->classifier);
     nb_status st = nb_paramset_build(&m->params, n, s);
     nb_free(s);
     if (st != NB_OK) {

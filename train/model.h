@@ -70,6 +70,9 @@ const char *nb_model_config_json(const nb_model_config *c, char *buf, size_t n);
    norms NORM (no weight decay), wq..w3 LINEAR, classifier CLASSIFIER. m->qat = NULL. */
 nb_status nb_model_init(nb_model *m, const nb_model_config *c);
 void nb_model_free(nb_model *m); /* NULL-safe, idempotent */
+/* The parameter table of c (names, shapes, kinds in model order) without allocating the
+   parameters; *specs is nb_malloc'ed (caller frees). For info, export and checkpoint tools. */
+nb_status nb_model_specs(const nb_model_config *c, int *n, nb_param_spec **specs);
 /* Random init: every matrix normal(0, std) (wo and w2 scaled by 1/sqrt(2L)), norms 1. Draws come
    from nb_rng(seed, NB_RNG_STREAM_INIT, ...), in table order, so the same seed gives the same model. */
 #define NB_RNG_STREAM_INIT 0x696e6974ULL /* "init" */
