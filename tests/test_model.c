@@ -531,6 +531,241 @@ START_TEST(test_ckpt_atomic_write) {
 }
 END_TEST
 
+/* ---- tape forward ---- */
+
+typedef struct env {
+    nb_arena a;
+    nb_tape t;
+} env;
+
+static void env_init(env *e) {
+    nb_arena_init(&e->a, 1 << 20);
+    nb_tape_init(&e->t, &e->a);
+}
+
+static void env_free(env *e) {
+    nb_tape_free(&e->t);
+    nb_arena_free(&e->a);
+}
+
+/* Before ops/ is merged the forward fails with "not available in this build yet": skip then. */
+static int ops_pending(void) {
+    nb_model m;
+    nb_model_config c = tiny_config(1);
+    ck_assert_int_eq(nb_model_init(&m, &c), NB_OK);
+    env e;
+    env_init(&e);
+    nb_tensor *ids = nb_tensor_zeros(&e.a, NB_I32, 2, (int64_t[]){1, 2}), *logits;
+    nb_status s = nb_model_forward(&e.t, &m, ids, NULL, &logits, NULL);
+    int pending = s == NB_EUNSUPPORTED && strstr(nb_errmsg(), "not available in this build yet");
+    if (pending) printf("SKIP: ops not merged yet (%s)\n", nb_errmsg());
+    env_free(&e);
+    nb_model_free(&m);
+    return pending;
+}
+
+static nb_tensor *ids_tensor(nb_arena *a, int B, int T, const int32_t *v) {
+    nb_tensor *x = nb_tensor_new(a, NB_I32, 2, (int64_t[]){B, T});
+    memcpy(x->data, v, (size_t)B * T * sizeof(int32_t));
+    return x;
+}
+
+/* mean of -log softmax(ref[t])[next token] over the prompt, from the reference logits (double) */
+static double ref_loss(const double *ref, const double *prompt, long T, int V) {
+    double sum = 0;
+    for (long t = 0; t + 1 < T; t++) {
+        const double *l = ref + t * V;
+        double mx = l[0], z = 0;
+        for (int v = 1; v < V; v++) mx = l[v] > mx ? l[v] : mx;
+        for (int v = 0; v < V; v++) z += exp(l[v] - mx);
+        sum += mx + log(z) - l[(int)prompt[t + 1]];
+    }
+    return sum / (double)(T - 1);
+}
+
+START_TEST(test_forward_matches_reference) {
+    if (ops_pending()) return;
+    char *json = slurp(REFERENCE, NULL);
+    double *prompt, *ref;
+    long T = json_numbers(json, "prompt_tokens", &prompt);
+    json_numbers(json, "logits", &ref);
+    nb_model m;
+    ck_assert_int_eq(nb_llama2c_load(MODEL_BIN, &m), NB_OK);
+    env e;
+    env_init(&e);
+    int32_t ids[64], tg[64];
+    for (long t = 0; t < T; t++) {
+        ids[t] = (int32_t)prompt[t];
+        tg[t] = t + 1 < T ? (int32_t)prompt[t + 1] : -1; /* last position has no target */
+    }
+    nb_tensor *x = ids_tensor(&e.a, 1, (int)T, ids), *y = ids_tensor(&e.a, 1, (int)T, tg);
+    nb_tensor *logits, *loss;
+    nb_status s = nb_model_forward(&e.t, &m, x, y, &logits, &loss);
+    ck_assert_msg(s == NB_OK, "forward: %s", nb_errmsg());
+    ck_assert_int_eq(logits->ndim, 3);
+    ck_assert_int_eq(logits->shape[2], 512);
+    double maxdiff = 0;
+    const float *l = nb_f32(logits);
+    for (long i = 0; i < T * 512; i++) {
+        double d = fabs(l[i] - ref[i]);
+        if (!(d <= maxdiff)) maxdiff = d;
+    }
+    double want = ref_loss(ref, prompt, T, 512);
+    float got = nb_f32(loss)[0];
+    printf("tape forward vs reference.json: max abs logit diff %.3g; loss %.6f vs %.6f (diff %.2g)\n", maxdiff,
+           got, want, fabs(got - want));
+    ck_assert_msg(maxdiff < 1e-3, "max abs logit diff %g", maxdiff);
+    ck_assert_msg(fabs(got - want) < 1e-4, "loss %f, reference %f", got, want);
+    /* the decode path gives the same logits at every position */
+    nb_decoder d;
+    ck_assert_int_eq(nb_decoder_init(&d, &m, (int)T), NB_OK);
+    double dd = 0;
+    for (long t = 0; t < T; t++) {
+        const float *lg;
+        ck_assert_int_eq(nb_model_decode(&d, ids[t], (int)t, &lg), NB_OK);
+        for (int v = 0; v < 512; v++) {
+            double diff = fabs(lg[v] - l[t * 512 + v]);
+            if (!(diff <= dd)) dd = diff;
+        }
+    }
+    printf("decode vs tape forward: max abs logit diff %.3g\n", dd);
+    ck_assert_msg(dd < 1e-4, "decode differs from the tape forward by %g", dd);
+    nb_decoder_free(&d);
+    /* bad inputs fail the forward with a message, no crash */
+    ids[3] = 512;
+    x = ids_tensor(&e.a, 1, (int)T, ids);
+    nb_tape_reset(&e.t);
+    ck_assert_int_ne(nb_model_forward(&e.t, &m, x, NULL, &logits, NULL), NB_OK);
+    ck_assert_ptr_null(logits);
+    nb_tape_reset(&e.t);
+    nb_tensor *longer = nb_tensor_zeros(&e.a, NB_I32, 2, (int64_t[]){1, 513});
+    ck_assert_int_eq(nb_model_forward(&e.t, &m, longer, NULL, &logits, NULL), NB_ESHAPE);
+    env_free(&e);
+    nb_model_free(&m);
+    free(prompt);
+    free(ref);
+    free(json);
+}
+END_TEST
+
+/* Random tiny models (tied and untied, grouped kv heads, batch 2): decode == tape forward. */
+START_TEST(test_decode_equals_forward_random) {
+    if (ops_pending()) return;
+    for (int tied = 0; tied <= 1; tied++) {
+        nb_model m;
+        nb_model_config c = tiny_config(tied);
+        c.rope_theta = 500.0f;
+        ck_assert_int_eq(nb_model_init(&m, &c), NB_OK);
+        nb_model_init_random(&m, 0.3f, 11 + tied);
+        for (int i = 0; i < m.params.n; i++) /* norms away from 1 so their use is tested */
+            if (m.params.p[i].kind == NB_PARAM_NORM) nbt_fill(m.params.p[i].t.data, nb_numel(&m.params.p[i].t), 40 + i);
+        env e;
+        env_init(&e);
+        int32_t ids[16];
+        for (int i = 0; i < 16; i++) ids[i] = (i * 7 + 3) % 11;
+        nb_tensor *logits;
+        ck_assert_int_eq(nb_model_forward(&e.t, &m, ids_tensor(&e.a, 2, 8, ids), NULL, &logits, NULL), NB_OK);
+        for (int b = 0; b < 2; b++) {
+            nb_decoder d;
+            ck_assert_int_eq(nb_decoder_init(&d, &m, 8), NB_OK);
+            for (int t = 0; t < 8; t++) {
+                const float *lg;
+                ck_assert_int_eq(nb_model_decode(&d, ids[b * 8 + t], t, &lg), NB_OK);
+                ck_assert_double_lt(nbt_maxrel(lg, nb_f32(logits) + (b * 8 + t) * 11, 11), 1e-4);
+            }
+            nb_decoder_free(&d);
+        }
+        env_free(&e);
+        nb_model_free(&m);
+    }
+}
+END_TEST
+
+static float model_loss(nb_model *m, env *e, const int32_t *ids, const int32_t *tg, int B, int T, int grad) {
+    nb_arena_reset(&e->a);
+    nb_tape_reset(&e->t);
+    int old = nb_tape_grad(&e->t, grad);
+    nb_tensor *logits, *loss;
+    nb_status s = nb_model_forward(&e->t, m, ids_tensor(&e->a, B, T, ids), ids_tensor(&e->a, B, T, tg), &logits, &loss);
+    ck_assert_msg(s == NB_OK, "forward: %s", nb_errmsg());
+    if (grad) {
+        nb_paramset_zero_grad(&m->params);
+        ck_assert_int_eq(nb_backward(&e->t, loss, NULL), NB_OK);
+    }
+    nb_tape_grad(&e->t, old);
+    return nb_f32(loss)[0];
+}
+
+/* Gradients of the whole model against central differences (a few entries of every parameter). */
+START_TEST(test_model_gradient) {
+    if (ops_pending()) return;
+    nb_model m;
+    nb_model_config c = tiny_config(0);
+    ck_assert_int_eq(nb_model_init(&m, &c), NB_OK);
+    nb_model_init_random(&m, 0.2f, 3);
+    env e;
+    env_init(&e);
+    int32_t ids[12], tg[12];
+    for (int i = 0; i < 12; i++) {
+        ids[i] = (i * 5 + 1) % 11;
+        tg[i] = (i * 3 + 2) % 11;
+    }
+    model_loss(&m, &e, ids, tg, 2, 6, 1);
+    float *g = malloc((size_t)m.params.numel * sizeof(float));
+    memcpy(g, m.params.grad, (size_t)m.params.numel * sizeof(float));
+    double worst = 0;
+    for (int i = 0; i < m.params.n; i++) {
+        nb_param *p = &m.params.p[i];
+        int64_t n = nb_numel(&p->t);
+        for (int k = 0; k < 3; k++) {
+            int64_t j = (k * 7919 + i * 31) % n;
+            float *w = nb_f32(&p->t) + j, w0 = *w, h = 1e-2f;
+            *w = w0 + h;
+            double lp = model_loss(&m, &e, ids, tg, 2, 6, 0);
+            *w = w0 - h;
+            double lm = model_loss(&m, &e, ids, tg, 2, 6, 0);
+            *w = w0;
+            double num = (lp - lm) / (2 * h), ana = g[p->offset + j];
+            double err = fabs(num - ana) / (1e-2 + fabs(num) + fabs(ana));
+            ck_assert_msg(err < 5e-2, "%s[%lld]: numeric %g, analytic %g", p->name, (long long)j, num, ana);
+            if (err > worst) worst = err;
+        }
+    }
+    printf("model gradient vs central differences: worst relative error %.3g\n", worst);
+    free(g);
+    env_free(&e);
+    nb_model_free(&m);
+}
+END_TEST
+
+/* A tiny random model trains on one fixed batch with plain SGD: the loss must drop clearly. */
+START_TEST(test_tiny_model_learns) {
+    if (ops_pending()) return;
+    nb_model m;
+    nb_model_config c = tiny_config(1);
+    ck_assert_int_eq(nb_model_init(&m, &c), NB_OK);
+    nb_model_init_random(&m, 0.02f, 42);
+    env e;
+    env_init(&e);
+    int32_t ids[16], tg[16];
+    for (int i = 0; i < 16; i++) {
+        ids[i] = (i * 3) % 11;
+        tg[i] = (i * 3 + 3) % 11;
+    }
+    float first = 0, last = 0;
+    for (int step = 0; step < 60; step++) {
+        last = model_loss(&m, &e, ids, tg, 2, 8, 1);
+        if (step == 0) first = last;
+        for (int64_t i = 0; i < m.params.numel; i++) m.params.data[i] -= 0.5f * m.params.grad[i];
+    }
+    printf("tiny model, 60 SGD steps on a fixed batch: loss %.4f -> %.4f (ln 11 = %.4f)\n", first, last, log(11.0));
+    ck_assert(fabsf(first - logf(11.0f)) < 0.05f); /* small init: near uniform */
+    ck_assert_msg(last < 0.5f * first, "loss %f -> %f", first, last);
+    env_free(&e);
+    nb_model_free(&m);
+}
+END_TEST
+
 NB_SUITE("model") {
     tcase_add_test(tc, test_import_config);
     tcase_add_test(tc, test_decode_matches_reference);
@@ -540,4 +775,8 @@ NB_SUITE("model") {
     tcase_add_test(tc, test_ckpt_round_trip);
     tcase_add_test(tc, test_ckpt_bad_files);
     tcase_add_test(tc, test_ckpt_atomic_write);
+    tcase_add_test(tc, test_forward_matches_reference);
+    tcase_add_test(tc, test_decode_equals_forward_random);
+    tcase_add_test(tc, test_model_gradient);
+    tcase_add_test(tc, test_tiny_model_learns);
 }
