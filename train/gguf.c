@@ -124,7 +124,7 @@ nb_status nb_gguf_write(const nb_qmodel *m, const char *path, const char *name) 
         return nb_fail(NB_EIO, "create %s: %s", path, strerror(errno));
     }
     wbuf w = {f, 0, 0};
-    int n_kv = 20;
+    int n_kv = 19;
     wr_u32(&w, 0x46554747u); /* "GGUF" */
     wr_u32(&w, 3);
     wr_u64(&w, (uint64_t)nt);
