@@ -2,9 +2,11 @@
 #include "nbtest.h"
 
 #include <stdio.h>
+#include <unistd.h>
 
 #include "../core/simd.h"
 #include "../train/optim.h"
+#include "../train/plot.h"
 #include "../train/schedule.h"
 
 /* a paramset with a linear weight (wd 1), a norm gain (wd 0) and a big parameter for chunking */
@@ -195,7 +197,45 @@ START_TEST(test_schedules) {
 }
 END_TEST
 
+
+START_TEST(test_png_checksums_and_file) {
+    /* standard check values */
+    ck_assert_uint_eq(nb_crc32(0, (const uint8_t *)"123456789", 9), 0xCBF43926u);
+    ck_assert_uint_eq(nb_adler32(1, (const uint8_t *)"Wikipedia", 9), 0x11E60398u);
+    double x[5] = {0, 10, 20, 30, 40}, y[5] = {4.2, 3.1, 2.5, 2.2, 2.0}, vy[2] = {3.0, 2.1}, vx[2] = {20, 40};
+    nb_plot_series s[2] = {{"train", x, y, 5, 0x1f77b4, 0}, {"val", vx, vy, 2, 0xff7f0e, 1}};
+    char path[] = "/tmp/nb_test_plot_XXXXXX";
+    int fd = mkstemp(path);
+    ck_assert_int_ge(fd, 0);
+    close(fd);
+    ck_assert_int_eq(nb_plot_png(path, 320, 200, "loss", "step", "loss", s, 2), NB_OK);
+    FILE *f = fopen(path, "rb");
+    unsigned char b[33];
+    ck_assert_uint_eq(fread(b, 1, 33, f), 33);
+    fseek(f, 0, SEEK_END);
+    long size = ftell(f);
+    fclose(f);
+    unlink(path);
+    ck_assert(memcmp(b, "\x89PNG\r\n\x1a\n", 8) == 0);
+    ck_assert(memcmp(b + 12, "IHDR", 4) == 0);
+    ck_assert_int_eq((b[16] << 24) | (b[17] << 16) | (b[18] << 8) | b[19], 320);
+    ck_assert_int_eq((b[20] << 24) | (b[21] << 16) | (b[22] << 8) | b[23], 200);
+    /* IHDR CRC covers type + data */
+    uint32_t crc = ((uint32_t)b[29] << 24) | (b[30] << 16) | (b[31] << 8) | b[32];
+    ck_assert_uint_eq(crc, nb_crc32(0, b + 12, 17));
+    /* stored deflate: size = raw bytes + small overhead */
+    long raw = (320 * 3 + 1) * 200;
+    ck_assert_int_gt(size, raw);
+    ck_assert_int_lt(size, raw + 200);
+    /* nothing finite to draw is an error, not an empty picture */
+    double nan_y[1] = {NAN};
+    nb_plot_series bad = {"train", x, nan_y, 1, 0, 0};
+    ck_assert_int_eq(nb_plot_png(path, 320, 200, NULL, NULL, NULL, &bad, 1), NB_EINVAL);
+}
+END_TEST
+
 NB_SUITE("train") {
+    tcase_add_test(tc, test_png_checksums_and_file);
     tcase_add_test(tc, test_adamw_hand_values);
     tcase_add_test(tc, test_sgd_momentum);
     tcase_add_test(tc, test_clip_norm);
