@@ -64,7 +64,7 @@ static nb_status rule_fail(const char *sec, int i, const nb_qrule *r, const char
 }
 
 static nb_status parse_rule(const nb_qrule *r, int i, int is_act, qrule *out) {
-    const char *sec = is_act ? "acts" : "weights";
+    const char *sec = is_act ? "activations" : "weights";
     memset(out, 0, sizeof *out);
     out->bits = r->bits;
     if (!r->match[0]) return nb_fail(NB_EINVAL, "quant.%s[%d]: match: a glob on parameter names is required", sec, i);
@@ -145,11 +145,18 @@ static nb_status parse_rule(const nb_qrule *r, int i, int is_act, qrule *out) {
     return NB_OK;
 }
 
-static int candidate(const nb_recipe_quant *rq, const nb_param *p, int is_act) {
+/* Which parameters rules may quantize. A tied model (no CLASSIFIER parameter) runs its classifier
+   matmul through the hooks with the embedding's index, so quantize_classifier then opts the
+   embedding table in (its lookup never calls a hook). */
+static int candidate(const nb_recipe_quant *rq, const nb_paramset *m, const nb_param *p, int is_act) {
     if (p->t.ndim != 2) return 0;
     if (p->kind == NB_PARAM_LINEAR) return 1;
     if (p->kind == NB_PARAM_CLASSIFIER) return rq->quantize_classifier;
-    if (p->kind == NB_PARAM_EMBED) return !is_act && rq->quantize_embeddings;
+    if (p->kind == NB_PARAM_EMBED) {
+        int tied = 1;
+        for (int k = 0; k < m->n; k++) tied &= m->p[k].kind != NB_PARAM_CLASSIFIER;
+        return (tied && rq->quantize_classifier) || (!is_act && rq->quantize_embeddings);
+    }
     return 0;
 }
 
@@ -158,7 +165,8 @@ static nb_status no_match(const nb_recipe_quant *rq, const nb_paramset *m, const
     for (int k = 0; k < m->n; k++) {
         if (fnmatch(glob, m->p[k].name, 0)) continue;
         const nb_param *p = &m->p[k];
-        const char *why = p->kind == NB_PARAM_EMBED ? "an embedding: set quant.quantize_embeddings: true"
+        const char *why = p->kind == NB_PARAM_EMBED ? "the token embedding: set quant.quantize_embeddings: true "
+                                                      "(or quant.quantize_classifier: true when it is tied)"
                           : p->kind == NB_PARAM_CLASSIFIER ? "the classifier: set quant.quantize_classifier: true"
                                                            : "not a linear weight";
         (void)rq;
@@ -233,7 +241,7 @@ nb_status nb_qat_build(const nb_recipe_quant *rq, const nb_paramset *model, floa
     for (int i = 0; i < n_ar; i++)
         if ((st = parse_rule(&rq->acts[i], i, 1, &ar[i]))) goto fail;
     if (!preset && n_wr == 0 && n_ar == 0) {
-        st = nb_fail(NB_EINVAL, "quant.enabled is true but quant has no weights/acts rules and no preset");
+        st = nb_fail(NB_EINVAL, "quant.enabled is true but quant.weights, quant.activations and quant.preset are all empty");
         goto fail;
     }
 
@@ -242,7 +250,7 @@ nb_status nb_qat_build(const nb_recipe_quant *rq, const nb_paramset *model, floa
     int nq = 0;
     for (int k = 0; k < model->n; k++) {
         const nb_param *p = &model->p[k];
-        if (!candidate(rq, p, 0)) continue;
+        if (!candidate(rq, model, p, 0)) continue;
         qrule r;
         int ri = -1;
         if (preset) {
@@ -314,14 +322,14 @@ nb_status nb_qat_build(const nb_recipe_quant *rq, const nb_paramset *model, floa
         if (wmatched[i]) continue;
         int any = 0; /* matched a candidate only behind an earlier rule? then it is shadowed, not absent */
         for (int k = 0; k < model->n && !any; k++)
-            any = candidate(rq, &model->p[k], 0) && !fnmatch(rq->weights[i].match, model->p[k].name, 0);
+            any = candidate(rq, model, &model->p[k], 0) && !fnmatch(rq->weights[i].match, model->p[k].name, 0);
         if (!any) { st = no_match(rq, model, "weights", i, rq->weights[i].match); goto fail; }
     }
 
     /* activation rules: on the inputs of the matching weights */
     for (int k = 0; k < model->n; k++) {
         const nb_param *p = &model->p[k];
-        if (!candidate(rq, p, 1)) continue;
+        if (!candidate(rq, model, p, 1)) continue;
         int ri = -1;
         for (int i = 0; i < n_ar && ri < 0; i++)
             if (!fnmatch(rq->acts[i].match, p->name, 0)) ri = i;
@@ -334,7 +342,7 @@ nb_status nb_qat_build(const nb_recipe_quant *rq, const nb_paramset *model, floa
         a->r = ar[ri];
         a->ps = a->pz = -1;
         if ((st = nb_qspec_check(&a->r.spec, p->name, 1, p->t.shape[1]))) {
-            nb_fail_prefix(st, "quant.acts[%d] (match \"%s\"): input of", ri, rq->acts[ri].match);
+            nb_fail_prefix(st, "quant.activations[%d] (match \"%s\"): input of", ri, rq->acts[ri].match);
             goto fail;
         }
         if (!a->r.dynamic) {
@@ -361,7 +369,7 @@ nb_status nb_qat_build(const nb_recipe_quant *rq, const nb_paramset *model, floa
     }
     for (int i = 0; i < n_ar; i++) {
         if (amatched[i]) continue;
-        st = no_match(rq, model, "acts", i, rq->acts[i].match);
+        st = no_match(rq, model, "activations", i, rq->acts[i].match);
         goto fail;
     }
 
