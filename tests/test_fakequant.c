@@ -616,6 +616,63 @@ START_TEST(test_model_end_to_end) {
 }
 END_TEST
 
+/* static activations with learned quantizers through the hook: PACT's alpha and LSQ+'s scale and
+   offset are parameters, initialised from the observer, learning after the warm-up */
+START_TEST(test_act_learned) {
+    make_model();
+    nb_recipe_quant c = base_cfg();
+    c.acts[0] = rule("layers.*.attn.wo", 8, "tensor", 0);
+    snprintf(c.acts[0].estimator, 16, "pact");
+    c.acts[1] = rule("layers.*.ffn.w2", 4, "tensor", 0);
+    c.acts[1].symmetric = 0;
+    snprintf(c.acts[1].estimator, 16, "lsq+");
+    c.n_act_rules = 2;
+    c.lsq_warmup_steps = 1;
+    nb_qat *q;
+    ck_assert_msg(nb_qat_build(&c, &model, 0.1f, &q) == NB_OK, "%s", nb_errmsg());
+    nb_paramset *qp = nb_qat_params(q);
+    ck_assert_int_eq(qp->n, 3);
+    int ia = nb_paramset_find(qp, "layers.0.attn.wo.act_alpha"), is = nb_paramset_find(qp, "layers.0.ffn.w2.act_qscale"),
+        iz = nb_paramset_find(qp, "layers.0.ffn.w2.act_qzero");
+    ck_assert(ia >= 0 && is >= 0 && iz >= 0);
+    env e;
+    env_init(&e);
+    for (long step = 0; step < 3; step++) {
+        nb_arena_reset(&e.a);
+        nb_tape_reset(&e.t);
+        nb_paramset_zero_grad(qp);
+        nb_qat_begin_step(q, step, NULL);
+        nb_tensor *x = leaf(&e, 2, (int64_t[]){5, 64}, NULL, 1), *x2 = leaf(&e, 2, (int64_t[]){5, 40}, NULL, 1);
+        nbt_fill(x->data, 5 * 64, 70 + step);
+        nbt_fill(x2->data, 5 * 40, 80 + step);
+        nb_tensor *y = nb_qat_act(&e.t, q, 3, x), *y2 = nb_qat_act(&e.t, q, 4, x2);
+        ck_assert(y && y2);
+        if (step == 0) { /* alpha starts at the observed range, the LSQ+ scale at the observer's */
+            float amax = 0, lo = 1e9f, hi = -1e9f;
+            for (int i = 0; i < 5 * 64; i++) amax = fmaxf(amax, fabsf(nb_f32(x)[i]));
+            for (int i = 0; i < 5 * 40; i++) lo = fminf(lo, nb_f32(x2)[i]), hi = fmaxf(hi, nb_f32(x2)[i]);
+            ck_assert(nb_f32(&qp->p[ia].t)[0] == amax);
+            ck_assert(nb_f32(&qp->p[is].t)[0] == (hi - lo) / 15.0f);
+        }
+        float dy[5 * 64];
+        nbt_fill(dy, 5 * 64, 90 + step);
+        ck_assert_int_eq(nb_backward(&e.t, y, dy), NB_OK);
+        ck_assert_int_eq(nb_backward(&e.t, y2, dy), NB_OK);
+        float ga = qp->p[ia].t.grad[0], gs = qp->p[is].t.grad[0];
+        if (step == 0) ck_assert(ga == 0.0f && gs == 0.0f); /* warm-up */
+        else ck_assert(gs != 0.0f);
+        if (step == 2) { /* shrink alpha below the data: now its gradient is nonzero */
+            ck_assert(nb_f32(&qp->p[ia].t)[0] > 0.0f);
+        }
+        nb_f32(&qp->p[ia].t)[0] *= 0.5f;
+    }
+    ck_assert(qp->p[ia].t.grad[0] != 0.0f);
+    env_free(&e);
+    nb_qat_free(q);
+    nb_paramset_free(&model);
+}
+END_TEST
+
 NB_SUITE("fakequant") {
     tcase_add_test(tc, test_ste_and_clipped);
     tcase_add_test(tc, test_lsq_scale_gradient);
@@ -627,5 +684,6 @@ NB_SUITE("fakequant") {
     tcase_add_test(tc, test_schedule);
     tcase_add_test(tc, test_cache_and_lsq_params);
     tcase_add_test(tc, test_state_ptq_diag);
+    tcase_add_test(tc, test_act_learned);
     tcase_add_test(tc, test_model_end_to_end);
 }
