@@ -64,6 +64,15 @@ int main(int argc, char **argv) {
         printf("%-8s %14.4f %14.4f %14.4f %15.2f%%\n", nb_simd_name((nb_simd_level)l), tf * 1e3, tb * 1e3, ta * 1e3,
                100.0 * tf / gemm);
     }
+    /* the llama.cpp presets go through the scalar block quantizers (no SIMD twin) */
+    nb_qspec q4 = {.format = NB_QFMT_Q4_0}, q8 = {.format = NB_QFMT_Q8_0};
+    double a = now();
+    for (int i = 0; i < reps; i++) nb_fakequant_mat(&q4, W, R, K, NULL, NULL, Wq);
+    double b = now();
+    for (int i = 0; i < reps; i++) nb_fakequant_mat(&q8, W, R, K, NULL, NULL, Wq);
+    double e = now();
+    printf("preset Q4_0 W fq fwd: %.4f ms (%.2f%% of the GEMM), Q8_0: %.4f ms\n", (b - a) / reps * 1e3,
+           100.0 * (b - a) / reps / gemm, (e - b) / reps * 1e3);
     nb_free(W), nb_free(Wq), nb_free(dW), nb_free(X), nb_free(Xq), nb_free(Y);
     nb_free(lo), nb_free(hi), nb_free(sc), nb_free(ds);
     return 0;
