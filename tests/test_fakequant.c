@@ -259,6 +259,32 @@ START_TEST(test_rule_errors) {
 }
 END_TEST
 
+/* every allocation of nb_qat_build failing in turn: a clean NB_ENOMEM, nothing leaked */
+START_TEST(test_build_alloc_failures) {
+    make_model();
+    nb_recipe_quant c = base_cfg();
+    c.weights[0] = rule("layers.*.attn.*", 4, "channel", 0);
+    snprintf(c.weights[0].estimator, 16, "lsq");
+    c.weights[1] = rule("layers.*", 8, "channel", 0);
+    c.n_weight_rules = 2;
+    c.acts[0] = rule("*", 8, "tensor", 0);
+    c.n_act_rules = 1;
+    int ok = 0;
+    for (int k = 0; k < 60 && !ok; k++) {
+        nb_qat *q = NULL;
+        nb_alloc_fail_after(k);
+        nb_status st = nb_qat_build(&c, &model, 0.1f, &q);
+        nb_alloc_fail_after(-1);
+        ck_assert_msg(st == NB_OK || st == NB_ENOMEM, "k %d: %s", k, nb_errmsg());
+        if (st == NB_OK) ok = 1;
+        else ck_assert_ptr_null(q);
+        nb_qat_free(q);
+    }
+    ck_assert(ok);
+    nb_paramset_free(&model);
+}
+END_TEST
+
 /* preset: Q4_0 on rows of 32k, F16 elsewhere; the hook's weights equal dequantize(quantize(W)) */
 START_TEST(test_preset_exact) {
     make_model();
@@ -471,6 +497,12 @@ START_TEST(test_state_ptq_diag) {
         if (!strcmp(a.name, "layers.0.attn.wo.act_obs_n")) ck_assert(a.data[0] == 2.0f); /* frozen from step 2 on */
     }
     ck_assert(found);
+    nb_paramset *ss = nb_qat_state(q); /* the same arrays as a paramset for checkpoints */
+    ck_assert_int_eq(ss->n, n);
+    int k = nb_paramset_find(ss, "layers.0.attn.wo.act_obs_hi");
+    ck_assert_int_ge(k, 0);
+    ck_assert_float_eq_tol(nb_f32(&ss->p[k].t)[0], 15.0f, 1e-4f);
+    ck_assert(ss->p[k].lr_mult == 0.0f);
     float v[64] = {0};
     ck_assert_int_eq(nb_qat_state_set(q, "layers.0.attn.wo.act_obs_hi", v, 2), NB_EINVAL);
     ck_assert_msg(strstr(nb_errmsg(), "expected 1 values, got 2"), "%s", nb_errmsg());
@@ -680,6 +712,7 @@ NB_SUITE("fakequant") {
     tcase_add_test(tc, test_op_matches_quantizer);
     tcase_add_test(tc, test_rules_first_match);
     tcase_add_test(tc, test_rule_errors);
+    tcase_add_test(tc, test_build_alloc_failures);
     tcase_add_test(tc, test_preset_exact);
     tcase_add_test(tc, test_schedule);
     tcase_add_test(tc, test_cache_and_lsq_params);

@@ -53,7 +53,10 @@ struct nb_qat {
     int *w_of, *a_of;        /* (model->n): index in w / a, -1 */
     long step;
     long gen;                /* bumped by begin_step / invalidate */
-    nb_qat_array *arrays;    /* checkpoint state table */
+    nb_paramset state;       /* observer state arrays as a paramset (kind QUANT, never optimised) */
+    int has_state;
+    nb_qat_array *arrays;    /* the same arrays by name (views into `state`) */
+    float ***slots;          /* where each array's data pointer goes once `state` exists */
     int n_arrays;
 };
 
@@ -181,11 +184,35 @@ static nb_status no_match(const nb_recipe_quant *rq, const nb_paramset *m, const
 
 static float *falloc(int64_t n) { return nb_calloc((size_t)(n > 0 ? n : 1), sizeof(float)); }
 
-static nb_status add_array(nb_qat *q, const char *pname, const char *suffix, float *data, int64_t n) {
-    nb_qat_array *a = &q->arrays[q->n_arrays++];
+static void add_array(nb_qat *q, const char *pname, const char *suffix, float **slot, int64_t n) {
+    nb_qat_array *a = &q->arrays[q->n_arrays];
     snprintf(a->name, sizeof a->name, "%s.%s", pname, suffix);
-    a->data = data;
+    a->data = NULL;
     a->n = n;
+    q->slots[q->n_arrays++] = slot;
+}
+
+/* the observer state block: one paramset, the qweight/qact pointers aimed into it */
+static nb_status build_state(nb_qat *q) {
+    if (!q->n_arrays) return NB_OK;
+    nb_param_spec *sp = nb_calloc((size_t)q->n_arrays, sizeof *sp);
+    if (!sp) return nb_fail(NB_ENOMEM, "qat: state table");
+    for (int i = 0; i < q->n_arrays; i++) {
+        snprintf(sp[i].name, sizeof sp[i].name, "%s", q->arrays[i].name);
+        sp[i].ndim = 1;
+        sp[i].shape[0] = q->arrays[i].n;
+        sp[i].kind = NB_PARAM_QUANT;
+    }
+    nb_status st = nb_paramset_build(&q->state, q->n_arrays, sp);
+    nb_free(sp);
+    if (st) return st;
+    q->has_state = 1;
+    for (int i = 0; i < q->n_arrays; i++) {
+        nb_param *p = &q->state.p[i];
+        p->lr_mult = p->wd_mult = 0.0f;
+        p->t.requires_grad = 0;
+        q->arrays[i].data = *q->slots[i] = p->t.data;
+    }
     return NB_OK;
 }
 
@@ -203,8 +230,9 @@ nb_status nb_qat_build(const nb_recipe_quant *rq, const nb_paramset *model, floa
     q->w_of = nb_calloc((size_t)model->n + 1, sizeof *q->w_of);
     q->a_of = nb_calloc((size_t)model->n + 1, sizeof *q->a_of);
     q->arrays = nb_calloc((size_t)model->n * 6 + 1, sizeof *q->arrays);
+    q->slots = nb_calloc((size_t)model->n * 6 + 1, sizeof *q->slots);
     qs = nb_calloc((size_t)model->n * 3 + 1, sizeof *qs);
-    if (!q->w || !q->a || !q->w_of || !q->a_of || !q->arrays || !qs) {
+    if (!q->w || !q->a || !q->w_of || !q->a_of || !q->arrays || !q->slots || !qs) {
         st = nb_fail(NB_ENOMEM, "qat: tables for %d parameters", model->n);
         goto fail;
     }
@@ -283,15 +311,12 @@ nb_status nb_qat_build(const nb_recipe_quant *rq, const nb_paramset *model, floa
             if ((st = nb_qspec_check(&big, p->name, w->rows, w->cols))) goto fail;
         }
         w->ns = nb_qspec_nscales(&r.spec, w->rows, w->cols);
-        w->lo = falloc(w->ns);
-        w->hi = falloc(w->ns);
-        w->nobs = falloc(1);
         w->scale = falloc(w->ns);
         w->zero = r.spec.symmetric ? NULL : falloc(w->ns);
         w->wq = falloc(w->rows * w->cols);
         w->ps = w->pz = -1;
         w->gen = -1;
-        if (!w->lo || !w->hi || !w->nobs || !w->scale || (!r.spec.symmetric && !w->zero) || !w->wq) {
+        if (!w->scale || (!r.spec.symmetric && !w->zero) || !w->wq) {
             q->nw++;
             st = nb_fail(NB_ENOMEM, "qat: state of %s", p->name);
             goto fail;
@@ -313,9 +338,9 @@ nb_status nb_qat_build(const nb_recipe_quant *rq, const nb_paramset *model, floa
                 nq++;
             }
         }
-        add_array(q, p->name, "obs_lo", w->lo, w->ns);
-        add_array(q, p->name, "obs_hi", w->hi, w->ns);
-        add_array(q, p->name, "obs_n", w->nobs, 1);
+        add_array(q, p->name, "obs_lo", &w->lo, w->ns);
+        add_array(q, p->name, "obs_hi", &w->hi, w->ns);
+        add_array(q, p->name, "obs_n", &w->nobs, 1);
         q->w_of[k] = q->nw++;
     }
     for (int i = 0; i < n_wr; i++) {
@@ -346,11 +371,13 @@ nb_status nb_qat_build(const nb_recipe_quant *rq, const nb_paramset *model, floa
             goto fail;
         }
         if (!a->r.dynamic) {
-            a->lo = falloc(1), a->hi = falloc(1), a->nobs = falloc(1);
-            if (!a->lo || !a->hi || !a->nobs) { q->na++; st = nb_fail(NB_ENOMEM, "qat: act state"); goto fail; }
-            add_array(q, p->name, "act_obs_lo", a->lo, 1);
-            add_array(q, p->name, "act_obs_hi", a->hi, 1);
-            add_array(q, p->name, "act_obs_n", a->nobs, 1);
+            if (strlen(p->name) + 12 >= sizeof qs[0].name) {
+                st = nb_fail(NB_EINVAL, "qat: parameter name %s is too long for its quantizer state", p->name);
+                goto fail;
+            }
+            add_array(q, p->name, "act_obs_lo", &a->lo, 1);
+            add_array(q, p->name, "act_obs_hi", &a->hi, 1);
+            add_array(q, p->name, "act_obs_n", &a->nobs, 1);
             nb_qest e = a->r.est;
             if (e == NB_QEST_LSQ || e == NB_QEST_LSQP || e == NB_QEST_PACT) {
                 a->ps = nq;
@@ -373,6 +400,7 @@ nb_status nb_qat_build(const nb_recipe_quant *rq, const nb_paramset *model, floa
         goto fail;
     }
 
+    if ((st = build_state(q))) goto fail;
     if (nq) {
         if ((st = nb_paramset_build(&q->qp, nq, qs))) goto fail;
         q->has_qp = 1;
@@ -398,15 +426,16 @@ void nb_qat_free(nb_qat *q) {
     if (!q) return;
     for (int i = 0; q->w && i < q->nw; i++) {
         qweight *w = &q->w[i];
-        nb_free(w->lo), nb_free(w->hi), nb_free(w->nobs), nb_free(w->scale), nb_free(w->zero), nb_free(w->wq);
+        nb_free(w->scale), nb_free(w->zero), nb_free(w->wq);
     }
-    for (int i = 0; q->a && i < q->na; i++) nb_free(q->a[i].lo), nb_free(q->a[i].hi), nb_free(q->a[i].nobs);
     if (q->has_qp) nb_paramset_free(&q->qp);
-    nb_free(q->w), nb_free(q->a), nb_free(q->w_of), nb_free(q->a_of), nb_free(q->arrays);
+    if (q->has_state) nb_paramset_free(&q->state);
+    nb_free(q->w), nb_free(q->a), nb_free(q->w_of), nb_free(q->a_of), nb_free(q->arrays), nb_free(q->slots);
     nb_free(q);
 }
 
 nb_paramset *nb_qat_params(nb_qat *q) { return q && q->has_qp ? &q->qp : NULL; }
+nb_paramset *nb_qat_state(nb_qat *q) { return q && q->has_state ? &q->state : NULL; }
 
 /* ---- schedule (pure functions of the step) ---- */
 

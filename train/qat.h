@@ -93,7 +93,11 @@ nb_status nb_qat_weight_quantize(nb_qat *q, int param, int8_t *codes, float *sca
    the rule gives the MSE clip search). The PTQ baseline of `nibble ptq`. */
 nb_status nb_qat_apply_ptq(nb_qat *q);
 
-/* ---- checkpoint state: observer ranges (and counts) besides nb_qat_params ---- */
+/* ---- checkpoint state: observer ranges (and counts) besides nb_qat_params ----
+   The arrays also form a paramset (kind NB_PARAM_QUANT, lr_mult 0, no gradient): a checkpoint
+   can store it as one more extra set (e.g. "quant.state" beside "quant") and load it back in
+   place; call nb_qat_invalidate afterwards. Never give it to the optimizer. NULL when empty. */
+nb_paramset *nb_qat_state(nb_qat *q);
 typedef struct nb_qat_array {
     char name[112];     /* "<param>.obs_lo", "<param>.obs_hi", "<param>.obs_n", "<param>.act_obs_lo", ... */
     float *data;        /* owned by q */
