@@ -671,6 +671,39 @@ START_TEST(test_prepare_open_windows) {
 }
 END_TEST
 
+START_TEST(test_dataset_cache_check) {
+    const char *a = tmp("d.txt");
+    write_stories(a, 0, 10);
+    char out[512];
+    snprintf(out, sizeof out, "%s", tmp("cache.h5"));
+    const char *train[] = {a};
+    nb_prepare_opts o = {.train = train, .n_train = 1, .val_fraction = 0.2, .tokenizer = "byte"};
+    ck_assert(!nb_dataset_is_current(out, &o));
+    ck_assert(nb_dataset_prepare(&o, out, NULL) == NB_OK);
+    ck_assert(nb_dataset_is_current(out, &o));
+    o.val_fraction = 0.3;
+    ck_assert(!nb_dataset_is_current(out, &o));
+    o.val_fraction = 0.2;
+    o.tokenizer = "char";
+    ck_assert(!nb_dataset_is_current(out, &o));
+    o.tokenizer = NULL;
+    nb_tokenizer *byte;
+    ck_assert(nb_tokenizer_byte(&byte) == NB_OK);
+    o.tok = byte;
+    ck_assert(!nb_dataset_is_current(out, &o)); /* prepared from a spec, not a given tokenizer */
+    ck_assert(nb_dataset_prepare(&o, out, NULL) == NB_OK);
+    ck_assert(nb_dataset_is_current(out, &o));
+    nb_tokenizer *l2 = tok512();
+    o.tok = l2;
+    ck_assert(!nb_dataset_is_current(out, &o));
+    o.tok = byte;
+    write_stories(a, 0, 11); /* the source changed */
+    ck_assert(!nb_dataset_is_current(out, &o));
+    nb_tokenizer_free(byte);
+    nb_tokenizer_free(l2);
+}
+END_TEST
+
 START_TEST(test_dataset_refuses_bad_files) {
     const char *a = tmp("c.txt");
     write_stories(a, 0, 10);
@@ -739,5 +772,6 @@ NB_SUITE("data") {
     tcase_add_test(tc, test_document_rules);
     tcase_add_test(tc, test_tinystories_documents);
     tcase_add_test(tc, test_prepare_open_windows);
+    tcase_add_test(tc, test_dataset_cache_check);
     tcase_add_test(tc, test_dataset_refuses_bad_files);
 }
