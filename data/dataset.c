@@ -268,7 +268,7 @@ static nb_status write_file(const char *path, const nb_prepare_opts *o, const nb
     hid_t f;
     H5E_BEGIN_TRY { f = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT); }
     H5E_END_TRY;
-    if (f < 0) return nb_fail(NB_EIO, "cannot create %s", path);
+    if (f < 0) return nb_fail(NB_EIO, "cannot create %s (does the folder exist and is it writable?)", path);
     int V = nb_tokenizer_vocab(tok);
     nb_status st = nb_h5io_put_str(f, "format", FORMAT_NAME);
     if (!st) st = nb_h5io_put_i64(f, "format_version", NB_DATASET_VERSION);
@@ -298,7 +298,7 @@ static nb_status write_file(const char *path, const nb_prepare_opts *o, const nb
     H5E_BEGIN_TRY { r = H5Fclose(f); }
     H5E_END_TRY;
     if (!st && r < 0) st = nb_fail(NB_EIO, "closing %s failed (disk full?)", path);
-    return st ? nb_fail_prefix(st, "%s", path) : NB_OK;
+    return st;
 }
 
 nb_status nb_dataset_prepare(const nb_prepare_opts *o, const char *out_path, nb_prepare_stats *stats) {
@@ -397,7 +397,10 @@ nb_status nb_dataset_prepare(const nb_prepare_opts *o, const char *out_path, nb_
     snprintf(tmp_path, sizeof tmp_path, "%s.tmp%ld", out_path, (long)getpid());
     st = write_file(tmp_path, o, tok, tr.ids, n_train, n_val, d_train, d_val, frac);
     if (!st && rename(tmp_path, out_path) != 0) st = nb_fail(NB_EIO, "rename to %s: %s", out_path, strerror(errno));
-    if (st) unlink(tmp_path);
+    if (st) {
+        unlink(tmp_path);
+        st = nb_fail_prefix(st, "writing %s", out_path);
+    }
     if (!st && stats) {
         stats->train_tokens = n_train;
         stats->val_tokens = n_val;
