@@ -26,9 +26,13 @@ static inline __m512 exp16(__m512 x) {
     return _mm512_scalef_ps(p, n);
 }
 
+/* 1 / (1 + exp(-x)) with a reciprocal estimate and one Newton step instead of a divide (the
+   divide is the slowest instruction of SwiGLU); -x is capped at 87 so 1 + e stays finite. */
 static inline __m512 sigmoid16(__m512 x) {
     __m512 one = _mm512_set1_ps(1.0f);
-    return _mm512_div_ps(one, _mm512_add_ps(one, exp16(_mm512_sub_ps(_mm512_setzero_ps(), x))));
+    __m512 e = exp16(_mm512_min_ps(_mm512_set1_ps(87.0f), _mm512_sub_ps(_mm512_setzero_ps(), x)));
+    __m512 d = _mm512_add_ps(one, e), r = _mm512_rcp14_ps(d);
+    return _mm512_mul_ps(r, _mm512_fnmadd_ps(d, r, _mm512_set1_ps(2.0f)));
 }
 
 static float dot(const float *a, const float *b, int64_t n) {
@@ -320,6 +324,16 @@ static void mm(int ta, int64_t M, int64_t N, int64_t K, float alpha, const float
     }
 }
 
+/* the four horizontal sums of a, b, c, d (fold to 256 bits, then a hadd tree) */
+static inline __m128 reduce4(__m512 a, __m512 b, __m512 c, __m512 d) {
+    __m256 a2 = _mm256_add_ps(_mm512_castps512_ps256(a), _mm512_extractf32x8_ps(a, 1));
+    __m256 b2 = _mm256_add_ps(_mm512_castps512_ps256(b), _mm512_extractf32x8_ps(b, 1));
+    __m256 c2 = _mm256_add_ps(_mm512_castps512_ps256(c), _mm512_extractf32x8_ps(c, 1));
+    __m256 d2 = _mm256_add_ps(_mm512_castps512_ps256(d), _mm512_extractf32x8_ps(d, 1));
+    __m256 h = _mm256_hadd_ps(_mm256_hadd_ps(a2, b2), _mm256_hadd_ps(c2, d2));
+    return _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
+}
+
 /* 4 x 4 dot products at once: per 16 k, 8 loads and 16 FMAs; one horizontal sum per dot at
    the end. Rows / columns past M / N re-read the last valid one (results dropped). */
 static void mm_nt(int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda, const float *B, int64_t ldb,
@@ -347,11 +361,12 @@ static void mm_nt(int64_t M, int64_t N, int64_t K, float alpha, const float *A, 
                 R4(0, x0); R4(1, x1); R4(2, x2); R4(3, x3);
 #undef R4
             }
-            for (int r = 0; r < mr; r++)
-                for (int q = 0; q < nr; q++) {
-                    float *cp = C + (i + r) * ldc + j + q, s = alpha * _mm512_reduce_add_ps(c[r][q]);
-                    *cp = acc ? *cp + s : s;
-                }
+            for (int r = 0; r < mr; r++) {
+                float s[4];
+                _mm_storeu_ps(s, _mm_mul_ps(_mm_set1_ps(alpha), reduce4(c[r][0], c[r][1], c[r][2], c[r][3])));
+                float *cp = C + (i + r) * ldc + j;
+                for (int q = 0; q < nr; q++) cp[q] = acc ? cp[q] + s[q] : s[q];
+            }
         }
     }
 }
