@@ -209,5 +209,6 @@ const nb_opcase nb_opcases_attention[] = {
     ATT("attention_t1", 1, 1, 2, 1, 6),
     ATT("attention_mqa_odd", 1, 5, 3, 1, 3),
     ATT("attention_long_t", 1, 19, 2, 1, 2),
+    ATT("attention_h32_gqa", 1, 4, 4, 2, 32), /* H >= SMALL_H: the broadcast-kernel path */
     {0},
 };
