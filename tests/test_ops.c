@@ -492,7 +492,80 @@ START_TEST(test_nan_propagates) {
 }
 END_TEST
 
+/* Random shapes, dtypes, empty and transposed inputs into every op: each call either succeeds
+   (and its backward runs) or fails the tape with a message; nothing crashes (run under ASan). */
+static nb_tensor *rand_tensor(nb_arena *a, nb_rng *r) {
+    int nd = 1 + (int)nb_rng_below(r, 4);
+    int64_t shape[4];
+    for (int i = 0; i < nd; i++) shape[i] = (int64_t)nb_rng_below(r, 4) + (nb_rng_below(r, 8) ? 1 : 0);
+    nb_dtype dt = nb_rng_below(r, 6) ? NB_F32 : NB_I32;
+    nb_tensor *x = nb_tensor_new(a, dt, nd, shape);
+    for (int64_t i = 0; i < nb_numel(x); i++) {
+        if (dt == NB_F32) nb_f32(x)[i] = nb_rng_normal(r);
+        else ((int32_t *)x->data)[i] = (int32_t)nb_rng_below(r, 5) - 1;
+    }
+    x->requires_grad = dt == NB_F32 && nb_rng_below(r, 4) != 0;
+    if (nd >= 2 && !nb_rng_below(r, 8)) { /* a transposed view */
+        nb_tensor *v = nb_arena_alloc(a, sizeof *v);
+        nb_view_transpose(x, v);
+        return v;
+    }
+    return nb_rng_below(r, 30) ? x : NULL;
+}
+
+START_TEST(test_random_inputs_never_crash) {
+    nb_rng r = nb_rng_make(2024, 1);
+    int ok = 0, failed = 0, n = getenv("NB_SANITIZE") ? 400 : 1500;
+    for (int it = 0; it < n; it++) {
+        env e;
+        env_init(&e);
+        nb_tape *t = &e.t;
+        t->training = (int)nb_rng_below(&r, 2);
+        nb_tensor *a = rand_tensor(&e.a, &r), *b = rand_tensor(&e.a, &r), *c = rand_tensor(&e.a, &r);
+        nb_tensor *y = NULL;
+        switch (it % 19) {
+        case 0: y = nb_add(t, a, b); break;
+        case 1: y = nb_sub(t, a, b); break;
+        case 2: y = nb_mul(t, a, b); break;
+        case 3: y = nb_scale(t, a, 2.0f); break;
+        case 4: y = nb_mean(t, a); break;
+        case 5: y = nb_reshape(t, a, 1, (int64_t[]){a ? nb_numel(a) : 1}); break;
+        case 6: y = nb_embedding(t, a, b); break;
+        case 7: y = nb_rmsnorm(t, a, b, 1e-5f); break;
+        case 8: y = nb_layernorm(t, a, b, c, 1e-5f); break;
+        case 9: y = nb_rope(t, a, 10000.0f, 3); break;
+        case 10: y = nb_silu(t, a); break;
+        case 11: y = nb_gelu(t, a); break;
+        case 12: y = nb_swiglu(t, a, b); break;
+        case 13: y = nb_softmax(t, a); break;
+        case 14: y = nb_dropout(t, a, 0.5f); break;
+        case 15: y = nb_attention(t, a, b, c); break;
+        case 16: y = nb_cross_entropy(t, a, b); break;
+        case 17: y = nb_kl_div(t, a, b, 1.5f); break;
+        case 18: y = nb_sum(t, nb_mul(t, nb_softmax(t, a), b)); break;
+        }
+        if (y) {
+            ck_assert_int_eq(nb_tape_status(t), NB_OK);
+            if (y->requires_grad) {
+                float *seed = nb_arena_alloc(&e.a, (size_t)nb_numel(y) * 4 + 4);
+                for (int64_t i = 0; i < nb_numel(y); i++) seed[i] = 1.0f;
+                ck_assert_int_eq(nb_backward(t, y, seed), NB_OK);
+            }
+            ok++;
+        } else {
+            ck_assert_int_ne(nb_tape_status(t), NB_OK);
+            ck_assert(strlen(nb_errmsg()) > 5);
+            failed++;
+        }
+        env_free(&e);
+    }
+    printf("random inputs: %d accepted, %d refused with a message\n", ok, failed);
+    ck_assert(ok > n / 10 && failed > n / 10);
+}
+END_TEST
+
 NB_SUITE("ops") {
+    tcase_add_test(tc, test_random_inputs_never_crash);
     tcase_add_test(tc, test_vec_twins);
     tcase_add_test(tc, test_attention_fused_vs_naive);
     tcase_add_test(tc, test_deterministic_across_threads);
