@@ -74,9 +74,12 @@ void nb_sgemm(int ta, int tb, int64_t M, int64_t N, int64_t K, const float *A, i
             nb_sgemm_ref(ta, tb, 1, N, K, ta ? A + m : A + m * lda, lda, B, ldb, beta, C + m * ldc, ldc);
         return;
     }
-    /* Split C into nt bands of whole register tiles, along M unless M has too few tiles. */
+    /* Split C into nt bands of whole register tiles, along M or N, whichever balances better
+       (the busiest thread's share of padded rows or columns against an even split). */
     int64_t tm = (M + mr - 1) / mr, tn = (N + nr - 1) / nr;
-    int split_m = tm >= tn || tm >= 4 * (int64_t)nt;
+    double eff_m = (double)M / ((double)nt * ((tm + nt - 1) / nt) * mr);
+    double eff_n = (double)N / ((double)nt * ((tn + nt - 1) / nt) * nr);
+    int split_m = eff_m >= eff_n;
     int64_t tiles = split_m ? tm : tn;
     if (nt > tiles) nt = (int)tiles;
     if (nt <= 1) {
