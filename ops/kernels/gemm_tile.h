@@ -48,30 +48,33 @@ static inline int64_t imin(int64_t a, int64_t b) { return a < b ? a : b; }
 
 /* Pack op(B)[0:kc, 0:nc] into NR-column micro-panels: dst[p][k * NR + j], columns past nc zero. */
 static __attribute__((noinline)) void pack_b(int tb, int64_t kc, int64_t nc, const float *B, int64_t ldb, float *dst) {
+    if (!tb) { /* B(k, j) = B[k * ldb + j]: walk each row of B once, left to right (streams well) */
+        int64_t nfull = nc / NR * NR;
+        for (int64_t k = 0; k < kc; k++) {
+            const float *s = B + k * ldb;
+            float *d = dst + k * NR;
+            for (int64_t j0 = 0; j0 < nfull; j0 += NR) memcpy(d + j0 * kc, s + j0, NR * sizeof(float));
+            if (nfull < nc) {
+                float *e = d + nfull * kc;
+                int nr = (int)(nc - nfull);
+                for (int j = 0; j < nr; j++) e[j] = s[nfull + j];
+                for (int j = nr; j < NR; j++) e[j] = 0.0f;
+            }
+        }
+        return;
+    }
     for (int64_t j0 = 0; j0 < nc; j0 += NR, dst += NR * kc) {
         int nr = (int)imin(NR, nc - j0);
-        if (!tb) { /* B(k, j) = B[k * ldb + j]: rows are contiguous */
-            for (int64_t k = 0; k < kc; k++) {
-                const float *s = B + k * ldb + j0;
-                float *d = dst + k * NR;
-                if (nr == NR) {
-                    memcpy(d, s, NR * sizeof(float));
+        /* B(k, j) = B[j * ldb + k]: transpose, a chunk of k at a time */
+        for (int64_t k0 = 0; k0 < kc; k0 += 64) {
+            int64_t kn = imin(64, kc - k0);
+            for (int j = 0; j < NR; j++) {
+                float *d = dst + k0 * NR + j;
+                if (j < nr) {
+                    const float *s = B + (j0 + j) * ldb + k0;
+                    for (int64_t k = 0; k < kn; k++) d[k * NR] = s[k];
                 } else {
-                    for (int j = 0; j < nr; j++) d[j] = s[j];
-                    for (int j = nr; j < NR; j++) d[j] = 0.0f;
-                }
-            }
-        } else { /* B(k, j) = B[j * ldb + k]: transpose, a chunk of k at a time */
-            for (int64_t k0 = 0; k0 < kc; k0 += 64) {
-                int64_t kn = imin(64, kc - k0);
-                for (int j = 0; j < NR; j++) {
-                    float *d = dst + k0 * NR + j;
-                    if (j < nr) {
-                        const float *s = B + (j0 + j) * ldb + k0;
-                        for (int64_t k = 0; k < kn; k++) d[k * NR] = s[k];
-                    } else {
-                        for (int64_t k = 0; k < kn; k++) d[k * NR] = 0.0f;
-                    }
+                    for (int64_t k = 0; k < kn; k++) d[k * NR] = 0.0f;
                 }
             }
         }
