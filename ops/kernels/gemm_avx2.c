@@ -9,24 +9,25 @@
 #define REP6(X) X(0) X(1) X(2) X(3) X(4) X(5)
 
 /* The 6 x 16 tile: 12 ymm accumulators, 2 ymm of B per k, A broadcast from memory.
-   A(i, k) is A[off[i] + k * cs] (see gemm_avx512.c). */
-static inline __attribute__((always_inline)) void kbody(int64_t kc, const float *A, const int64_t *off, int64_t cs,
-                                                        const float *B, float *C, int64_t ldc, int mr, int nr,
-                                                        int acc) {
+   A(i, k) is A[off[i] + k * cs]; ROWS and NV (vectors of 8 columns) are compile-time so edge
+   tiles skip work (see gemm_avx512.c). */
+static inline __attribute__((always_inline)) void kbody(const int ROWS, const int NV, int64_t kc, const float *A,
+                                                        const int64_t *off, int64_t cs, const float *B, float *C,
+                                                        int64_t ldc, int mr, int nr, int acc) {
 #define DECL(i) __m256 c##i##0 = _mm256_setzero_ps(), c##i##1 = _mm256_setzero_ps();
     REP6(DECL)
 #undef DECL
     for (int i = 0; i < mr; i++) { /* C is touched once per K block: start fetching it now */
         _mm_prefetch((const char *)(C + i * ldc), _MM_HINT_T0);
-        _mm_prefetch((const char *)(C + i * ldc + 15), _MM_HINT_T0);
+        if (NV == 2) _mm_prefetch((const char *)(C + i * ldc + 15), _MM_HINT_T0);
     }
     for (int64_t k = 0; k < kc; k++) {
-        __m256 b0 = _mm256_load_ps(B), b1 = _mm256_load_ps(B + 8);
+        __m256 b0 = _mm256_load_ps(B), b1 = NV == 2 ? _mm256_load_ps(B + 8) : b0;
 #define FMA(i)                                                                          \
-    {                                                                                   \
+    if (i < ROWS) {                                                                     \
         __m256 a = _mm256_broadcast_ss(A + off[i]);                                     \
         c##i##0 = _mm256_fmadd_ps(a, b0, c##i##0);                                      \
-        c##i##1 = _mm256_fmadd_ps(a, b1, c##i##1);                                      \
+        if (NV == 2) c##i##1 = _mm256_fmadd_ps(a, b1, c##i##1);                         \
     }
         REP6(FMA)
 #undef FMA
@@ -35,7 +36,7 @@ static inline __attribute__((always_inline)) void kbody(int64_t kc, const float 
     }
     if (nr == NR) {
 #define ST(i)                                                                           \
-    if (i < mr) {                                                                       \
+    if (i < ROWS && i < mr) {                                                           \
         float *c = C + (int64_t)i * ldc;                                                \
         if (acc) {                                                                      \
             c##i##0 = _mm256_add_ps(_mm256_loadu_ps(c), c##i##0);                       \
@@ -51,25 +52,32 @@ static inline __attribute__((always_inline)) void kbody(int64_t kc, const float 
         __m256i m0 = _mm256_cmpgt_epi32(n, _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
         __m256i m1 = _mm256_cmpgt_epi32(n, _mm256_setr_epi32(8, 9, 10, 11, 12, 13, 14, 15));
 #define ST(i)                                                                           \
-    if (i < mr) {                                                                       \
+    if (i < ROWS && i < mr) {                                                           \
         float *c = C + (int64_t)i * ldc;                                                \
-        if (acc) {                                                                      \
-            c##i##0 = _mm256_add_ps(_mm256_maskload_ps(c, m0), c##i##0);                \
-            c##i##1 = _mm256_add_ps(_mm256_maskload_ps(c + 8, m1), c##i##1);            \
-        }                                                                               \
+        if (acc) c##i##0 = _mm256_add_ps(_mm256_maskload_ps(c, m0), c##i##0);           \
         _mm256_maskstore_ps(c, m0, c##i##0);                                            \
-        _mm256_maskstore_ps(c + 8, m1, c##i##1);                                        \
+        if (NV == 2) {                                                                  \
+            if (acc) c##i##1 = _mm256_add_ps(_mm256_maskload_ps(c + 8, m1), c##i##1);   \
+            _mm256_maskstore_ps(c + 8, m1, c##i##1);                                    \
+        }                                                                               \
     }
         REP6(ST)
 #undef ST
     }
 }
 
-static __attribute__((noinline)) void kernel(int64_t kc, const float *A, int64_t rs, int64_t cs, const float *B, float *C,
-                           int64_t ldc, int mr, int nr, int acc) {
+/* One tile: picks the smallest variant that covers mr x nr. */
+static __attribute__((noinline)) void kernel(int64_t kc, const float *A, int64_t rs, int64_t cs, const float *B,
+                                             float *C, int64_t ldc, int mr, int nr, int acc) {
     int64_t off[MR]; /* rows past mr repeat the last row (their sums are not stored) */
     for (int i = 0; i < MR; i++) off[i] = (int64_t)(i < mr ? i : mr - 1) * rs;
-    kbody(kc, A, off, cs, B, C, ldc, mr, nr, acc);
+    if (nr > 8) {
+        if (mr > 3) kbody(6, 2, kc, A, off, cs, B, C, ldc, mr, nr, acc);
+        else kbody(3, 2, kc, A, off, cs, B, C, ldc, mr, nr, acc);
+    } else {
+        if (mr > 3) kbody(6, 1, kc, A, off, cs, B, C, ldc, mr, nr, acc);
+        else kbody(3, 1, kc, A, off, cs, B, C, ldc, mr, nr, acc);
+    }
 }
 
 #include "gemm_tile.h"
