@@ -130,6 +130,41 @@ START_TEST(test_gemm_threads_bit_identical) {
 }
 END_TEST
 
+/* nb_sgemm_batched (one product per thread when small) gives the bits of a loop of nb_sgemm. */
+START_TEST(test_gemm_batched) {
+    const int64_t Z = 8, M = 100, N = 90, K = 40; /* 8 x 360k multiply-adds: the per-thread path */
+    nb_simd_level max = nb_simd_detect();
+    float *A = buf(Z * M * K), *B = buf(Z * K * N), *C1 = buf(Z * M * N), *C2 = buf(Z * M * N), *R = buf(M * N);
+    fill(A, Z * M * K, 11);
+    fill(B, Z * K * N, 12);
+    for (int lvl = 0; lvl <= (int)max; lvl++)
+        for (int v = 0; v < 4; v++) {
+            int ta = v & 1, tb = v >> 1;
+            int64_t lda = ta ? M : K, ldb = tb ? K : N;
+            nb_simd_force((nb_simd_level)lvl);
+            fill(C1, Z * M * N, 13);
+            memcpy(C2, C1, (size_t)(Z * M * N) * sizeof(float));
+            nb_threads_set(2);
+            nb_sgemm_batched(ta, tb, Z, M, N, K, A, lda, M * K, B, ldb, K * N, 1.0f, C1, N, M * N);
+            nb_threads_set(1);
+            for (int64_t z = 0; z < Z; z++)
+                nb_sgemm(ta, tb, M, N, K, A + z * M * K, lda, B + z * K * N, ldb, 1.0f, C2 + z * M * N, N);
+            ck_assert_msg(memcmp(C1, C2, (size_t)(Z * M * N) * sizeof(float)) == 0, "%s ta=%d tb=%d differ",
+                          nb_simd_name(lvl), ta, tb);
+            fill(R, M * N, 13); /* batch 0 against the reference */
+            nb_sgemm_ref(ta, tb, M, N, K, A, lda, B, ldb, 1.0f, R, N);
+            ck_assert(nbt_maxrel(C1, R, M * N) <= tol(K));
+        }
+    nb_threads_set(2);
+    nb_simd_force(max);
+    nb_free(A);
+    nb_free(B);
+    nb_free(C1);
+    nb_free(C2);
+    nb_free(R);
+}
+END_TEST
+
 /* K = 0 is an empty sum; M or N = 0 touches nothing. */
 START_TEST(test_gemm_empty) {
     float C[6] = {NAN, NAN, NAN, NAN, NAN, NAN}, A[1] = {1}, B[1] = {1};
@@ -167,6 +202,7 @@ END_TEST
 NB_SUITE("gemm") {
     tcase_add_test(tc, test_gemm_levels_odd_shapes);
     tcase_add_test(tc, test_gemm_threads_bit_identical);
+    tcase_add_test(tc, test_gemm_batched);
     tcase_add_test(tc, test_gemm_empty);
     tcase_add_test(tc, test_gemm_alloc_failure);
 }

@@ -100,3 +100,20 @@ void nb_sgemm(int ta, int tb, int64_t M, int64_t N, int64_t K, const float *A, i
             region(f, ta, tb, 0, M, t0 * nr, t1 * nr < N ? t1 * nr : N, K, A, lda, B, ldb, beta, C, ldc);
     }
 }
+
+void nb_sgemm_batched(int ta, int tb, int64_t batch, int64_t M, int64_t N, int64_t K, const float *A, int64_t lda,
+                      int64_t sa, const float *B, int64_t ldb, int64_t sb, float beta, float *C, int64_t ldc,
+                      int64_t sc) {
+    int64_t work = M * N * K;
+    int nt = batch > 1 ? threads_for(batch, M * N, K) : 1;
+    /* Small products (attention heads): one whole product per thread. Large ones: one at a time,
+       each split across the threads. Either way every element is computed the same way. */
+    if (nt > 1 && work < 4 * GEMM_MIN_PARALLEL_WORK) {
+#pragma omp parallel for schedule(static) num_threads(nt)
+        for (int64_t z = 0; z < batch; z++)
+            nb_sgemm(ta, tb, M, N, K, A + z * sa, lda, B + z * sb, ldb, beta, C + z * sc, ldc);
+        return;
+    }
+    for (int64_t z = 0; z < batch; z++)
+        nb_sgemm(ta, tb, M, N, K, A + z * sa, lda, B + z * sb, ldb, beta, C + z * sc, ldc);
+}
