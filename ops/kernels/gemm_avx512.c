@@ -69,6 +69,47 @@ static __attribute__((noinline)) void kernel(int64_t kc, const float *A, int64_t
     }
 }
 
+/* In-register 16 x 16 transpose: r[i][j] -> r[j][i]. */
+static inline __attribute__((always_inline)) void tr16(__m512 *r) {
+    __m512 t[16];
+    for (int i = 0; i < 16; i += 2) {
+        t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
+        t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
+    }
+    for (int i = 0; i < 16; i += 4) {
+        r[i] = _mm512_shuffle_ps(t[i], t[i + 2], 0x44);
+        r[i + 1] = _mm512_shuffle_ps(t[i], t[i + 2], 0xEE);
+        r[i + 2] = _mm512_shuffle_ps(t[i + 1], t[i + 3], 0x44);
+        r[i + 3] = _mm512_shuffle_ps(t[i + 1], t[i + 3], 0xEE);
+    }
+    for (int h = 0; h < 16; h += 8)
+        for (int i = 0; i < 4; i++) {
+            t[h + i] = _mm512_shuffle_f32x4(r[h + i], r[h + i + 4], 0x88);
+            t[h + i + 4] = _mm512_shuffle_f32x4(r[h + i], r[h + i + 4], 0xdd);
+        }
+    for (int i = 0; i < 8; i++) {
+        r[i] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0x88);
+        r[i + 8] = _mm512_shuffle_f32x4(t[i], t[i + 8], 0xdd);
+    }
+}
+
+/* Transposed packing of one NR panel: dst[k * 32 + j] = B[j * ldb + k] for j < nr (zero past nr),
+   16 x 16 blocks through registers. */
+#define HAVE_PACK_BT_PANEL 1
+static void pack_bt_panel(int64_t kc, int nr, const float *B, int64_t ldb, float *dst) {
+    for (int64_t k0 = 0; k0 < kc; k0 += 16) {
+        int kn = kc - k0 < 16 ? (int)(kc - k0) : 16;
+        __mmask16 km = kn == 16 ? 0xffff : (__mmask16)((1u << kn) - 1);
+        for (int h = 0; h < 2; h++) {
+            __m512 r[16];
+            for (int j = 0; j < 16; j++)
+                r[j] = h * 16 + j < nr ? _mm512_maskz_loadu_ps(km, B + (h * 16 + j) * ldb + k0) : _mm512_setzero_ps();
+            tr16(r);
+            for (int k = 0; k < kn; k++) _mm512_store_ps(dst + (k0 + k) * NR + h * 16, r[k]);
+        }
+    }
+}
+
 #include "gemm_tile.h"
 
 static inline __mmask16 tail_mask(int64_t n) { return n >= 16 ? 0xffff : (__mmask16)((1u << n) - 1); }

@@ -65,6 +65,10 @@ static __attribute__((noinline)) void pack_b(int tb, int64_t kc, int64_t nc, con
     }
     for (int64_t j0 = 0; j0 < nc; j0 += NR, dst += NR * kc) {
         int nr = (int)imin(NR, nc - j0);
+#ifdef HAVE_PACK_BT_PANEL /* the ISA file transposes in registers */
+        pack_bt_panel(kc, nr, B + j0 * ldb, ldb, dst);
+        continue;
+#endif
         /* B(k, j) = B[j * ldb + k]: transpose, a chunk of k at a time */
         for (int64_t k0 = 0; k0 < kc; k0 += 64) {
             int64_t kn = imin(64, kc - k0);
