@@ -74,7 +74,7 @@ void nb_sgemm(int ta, int tb, int64_t M, int64_t N, int64_t K, const float *A, i
             nb_sgemm_ref(ta, tb, 1, N, K, ta ? A + m : A + m * lda, lda, B, ldb, beta, C + m * ldc, ldc);
         return;
     }
-    /* Split C into nt bands of whole register tiles, along M or N, whichever balances better
+    /* Split C into bands of whole register tiles, along M or N, whichever balances better
        (the busiest thread's share of padded rows or columns against an even split). */
     int64_t tm = (M + mr - 1) / mr, tn = (N + nr - 1) / nr;
     double eff_m = (double)M / ((double)nt * ((tm + nt - 1) / nt) * mr);
@@ -86,14 +86,14 @@ void nb_sgemm(int ta, int tb, int64_t M, int64_t N, int64_t K, const float *A, i
         region(f, ta, tb, 0, M, 0, N, K, A, lda, B, ldb, beta, C, ldc);
         return;
     }
-#pragma omp parallel num_threads(nt)
-    {
-#ifdef _OPENMP
-        int64_t t = omp_get_thread_num(), n = omp_get_num_threads();
-#else
-        int64_t t = 0, n = 1;
-#endif
-        int64_t t0 = tiles * t / n, t1 = tiles * (t + 1) / n;
+    /* Large products are cut into 4 chunks per thread, handed out dynamically, so that a core
+       slowed by other work (or a ragged edge) does not hold the others up. A chunk boundary only
+       decides which thread computes a tile, never how, so the bits do not change. */
+    int64_t nchunk = M * N * K >= 16 * GEMM_MIN_PARALLEL_WORK ? 4 * (int64_t)nt : nt;
+    if (nchunk > tiles) nchunk = tiles;
+#pragma omp parallel for schedule(dynamic, 1) num_threads(nt)
+    for (int64_t ch = 0; ch < nchunk; ch++) {
+        int64_t t0 = tiles * ch / nchunk, t1 = tiles * (ch + 1) / nchunk;
         if (split_m)
             region(f, ta, tb, t0 * mr, t1 * mr < M ? t1 * mr : M, 0, N, K, A, lda, B, ldb, beta, C, ldc);
         else
