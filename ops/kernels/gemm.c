@@ -25,6 +25,9 @@ void nb_sgemm_ref(int ta, int tb, int64_t M, int64_t N, int64_t K, const float *
 typedef int (*gemm_fn)(int ta, int tb, int64_t M, int64_t N, int64_t K, const float *A, int64_t lda,
                        const float *B, int64_t ldb, float beta, float *C, int64_t ldc);
 
+/* Rows of C below which the small-M path reads B in place (packing B would cost as much as the math). */
+#define GEMV_MAX_M 4
+
 /* Below this many multiply-adds one thread is faster than waking a second (~20 us of work). */
 #define GEMM_MIN_PARALLEL_WORK ((int64_t)1 << 21)
 
@@ -60,11 +63,12 @@ void nb_sgemm(int ta, int tb, int64_t M, int64_t N, int64_t K, const float *A, i
     gemm_fn f = NULL;
     int mr = 1, nr = 1;
     nb_simd_level lvl = nb_simd_active();
+    int small = M < GEMV_MAX_M;
 #if NB_HAVE_AVX512
-    if (!f && lvl >= NB_SIMD_AVX512) f = nb_sgemm_avx512, mr = 14, nr = 32;
+    if (!f && lvl >= NB_SIMD_AVX512) f = small ? nb_sgemv_avx512 : nb_sgemm_avx512, mr = 14, nr = 32;
 #endif
 #if NB_HAVE_AVX2
-    if (!f && lvl >= NB_SIMD_AVX2) f = nb_sgemm_avx2, mr = 6, nr = 16;
+    if (!f && lvl >= NB_SIMD_AVX2) f = small ? nb_sgemv_avx2 : nb_sgemm_avx2, mr = 6, nr = 16;
 #endif
     (void)lvl;
     int nt = threads_for(M, N, K);

@@ -167,6 +167,10 @@ static void gemv_axpy(int64_t N, int64_t K, const float *a, int64_t as, const fl
 
 int nb_sgemm_avx512(int ta, int tb, int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const float *B,
                     int64_t ldb, float beta, float *C, int64_t ldc) {
-    if (M < GEMV_MAX_M) return gemv_rows(ta, tb, M, N, K, A, lda, B, ldb, beta, C, ldc);
     return gemm_blocked(ta, tb, M, N, K, A, lda, B, ldb, beta, C, ldc);
+}
+
+int nb_sgemv_avx512(int ta, int tb, int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const float *B,
+                    int64_t ldb, float beta, float *C, int64_t ldc) {
+    return gemv_rows(ta, tb, M, N, K, A, lda, B, ldb, beta, C, ldc);
 }

@@ -127,9 +127,6 @@ static int gemm_blocked(int ta, int tb, int64_t M, int64_t N, int64_t K, const f
     return 0;
 }
 
-/* Rows of C below which B is read in place (packing B would cost as much as the math). */
-#define GEMV_MAX_M 4
-
 static void gemv_dot(int64_t N, int64_t K, const float *a, const float *B, int64_t ldb, float beta, float *c);
 static void gemv_axpy(int64_t N, int64_t K, const float *a, int64_t as, const float *B, int64_t ldb, float beta,
                       float *c);
