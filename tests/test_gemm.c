@@ -107,7 +107,8 @@ START_TEST(test_gemm_threads_bit_identical) {
     gcase cases[] = {{0, 1, 700, 96, 200, 0, 0},  {0, 0, 300, 288, 600, 3, 1}, {1, 0, 96, 130, 900, 0, 1},
                      {1, 1, 50, 400, 300, 1, 0},  {0, 1, 4096 / 8, 64, 64, 0, 0}, {0, 0, 20, 1000, 270, 0, 0},
                      {1, 1, 2, 3000, 400, 1, 1}, {0, 0, 3, 2000, 500, 0, 0}, /* small-M path */
-                     {0, 1, 17, 20, 8000, 0, 0}}; /* split into 14 + 3 rows: the 3 must not take the small-M path */
+                     {0, 1, 17, 20, 8000, 0, 0}, /* split into 14 + 3 rows: the 3 must not take the small-M path */
+                     {0, 1, 1600, 40, 600, 0, 1}}; /* more chunks than threads, dynamic schedule */
     int nc = (int)(sizeof cases / sizeof cases[0]);
     nb_simd_level max = nb_simd_detect();
     for (int lvl = 0; lvl <= (int)max; lvl++) {

@@ -78,22 +78,31 @@ void nb_sgemm(int ta, int tb, int64_t M, int64_t N, int64_t K, const float *A, i
             nb_sgemm_ref(ta, tb, 1, N, K, ta ? A + m : A + m * lda, lda, B, ldb, beta, C + m * ldc, ldc);
         return;
     }
-    /* Split C into bands of whole register tiles, along M or N, whichever balances better
-       (the busiest thread's share of padded rows or columns against an even split). */
+    /* Split C into bands of whole register tiles, along M or N, whichever a rough per-thread cost
+       (cycles) favours: the math, inflated by padding of the busiest thread's tiles, plus the
+       copies each split implies. Splitting M makes every thread pack all of B (~0.5 cycle per
+       float); splitting N makes every thread read all of A in place (~1 cycle per float, L3). */
     int64_t tm = (M + mr - 1) / mr, tn = (N + nr - 1) / nr;
     double eff_m = (double)M / ((double)nt * ((tm + nt - 1) / nt) * mr);
     double eff_n = (double)N / ((double)nt * ((tn + nt - 1) / nt) * nr);
-    int split_m = eff_m >= eff_n;
+    double math = (double)M * N * K / (16.0 * nt);
+    double cost_m = math / eff_m + 0.5 * K * N + 1.0 * M * K / nt;
+    double cost_n = math / eff_n + 0.5 * K * N / nt + 1.0 * M * K;
+    int split_m = cost_m <= cost_n;
     int64_t tiles = split_m ? tm : tn;
     if (nt > tiles) nt = (int)tiles;
     if (nt <= 1) {
         region(f, ta, tb, 0, M, 0, N, K, A, lda, B, ldb, beta, C, ldc);
         return;
     }
-    /* Large products are cut into 4 chunks per thread, handed out dynamically, so that a core
-       slowed by other work (or a ragged edge) does not hold the others up. A chunk boundary only
-       decides which thread computes a tile, never how, so the bits do not change. */
-    int64_t nchunk = M * N * K >= 16 * GEMM_MIN_PARALLEL_WORK ? 4 * (int64_t)nt : nt;
+    /* Large products are cut into up to 4 chunks per thread, handed out dynamically, so that a
+       core slowed by other work does not hold the others up; but each chunk repeats the copies
+       above (all of B per M chunk, all of A per N chunk), so chunks stay at >= 512 rows or >= 128
+       columns. A chunk boundary only decides which thread computes a tile, never how, so the bits
+       do not change. */
+    int64_t nchunk = split_m ? M / 512 : N / 128;
+    if (nchunk > 4 * (int64_t)nt) nchunk = 4 * (int64_t)nt;
+    if (nchunk < nt || M * N * K < 16 * GEMM_MIN_PARALLEL_WORK) nchunk = nt;
     if (nchunk > tiles) nchunk = tiles;
 #pragma omp parallel for schedule(dynamic, 1) num_threads(nt)
     for (int64_t ch = 0; ch < nchunk; ch++) {
