@@ -4,10 +4,13 @@
      ninja -C build && ./build/bench_gemm            # all shapes
      ./build/bench_gemm 4096 288 768 0 1 [1]         # one shape: M N K ta tb [beta]
      NB_SIMD=avx2 ./build/bench_gemm                 # another level
-     NB_BENCH_CPUTIME=1 ./build/bench_gemm           # on a loaded machine (see gemm_clock)
+     NB_BENCH_CPUTIME=1 ./build/bench_gemm           # on a loaded machine, 1 thread (see gemm_clock)
+     chrt -f 1 ./build/bench_gemm                    # on a shared machine, as root: ahead of other work
 
-   Each figure is the best call time over 3 rounds of ~0.1 s, alternating nibble and OpenBLAS. OpenBLAS (if built with
-   NB_HAVE_OPENBLAS) runs with openblas_set_num_threads() equal to nibble's thread count. */
+   Each figure is the best call time over 3 rounds of ~0.1 s, alternating nibble and OpenBLAS.
+   OpenBLAS (if built with NB_HAVE_OPENBLAS) runs with openblas_set_num_threads() equal to nibble's
+   thread count; the header line names the kernel it picked (OPENBLAS_CORETYPE overrides it).
+   Columns: GFLOP/s of nibble and OpenBLAS, and nibble's share of the FMA peak measured at start. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
