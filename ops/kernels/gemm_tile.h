@@ -12,6 +12,7 @@
 #ifndef NB_GEMM_TILE_H
 #define NB_GEMM_TILE_H
 
+#include <pthread.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -31,9 +32,24 @@
 #define GEMM_NC (NR * 64)
 #endif
 
-/* Per-thread packing buffers: grown once, kept for the life of the thread. */
-static __thread float *ws_a, *ws_b;
-static __thread size_t ws_na, ws_nb;
+/* Per-thread buffers (packed B; a copied row of A): grown once, kept for the life of the thread
+   and freed when it exits (a pthread key destructor; OpenMP workers live as long as the process). */
+typedef struct gemm_ws {
+    float *a, *b;
+    size_t na, nb; /* capacities in floats */
+} gemm_ws;
+static __thread gemm_ws ws;
+static pthread_key_t ws_key;
+static pthread_once_t ws_once = PTHREAD_ONCE_INIT;
+
+static void ws_release(void *p) {
+    gemm_ws *w = p;
+    nb_free(w->a);
+    nb_free(w->b);
+    memset(w, 0, sizeof *w);
+}
+
+static void ws_key_make(void) { (void)pthread_key_create(&ws_key, ws_release); }
 
 static float *ws_grow(float **p, size_t *cap, size_t n) {
     if (*cap >= n) return *p;
@@ -42,6 +58,8 @@ static float *ws_grow(float **p, size_t *cap, size_t n) {
     nb_free(*p);
     *p = q;
     *cap = n;
+    pthread_once(&ws_once, ws_key_make);
+    pthread_setspecific(ws_key, &ws);
     return q;
 }
 
@@ -100,7 +118,7 @@ static int gemm_blocked(int ta, int tb, int64_t M, int64_t N, int64_t K, const f
     int64_t MC = imin(GEMM_MC, (M + MR - 1) / MR * MR);
     /* Only B is packed: the kernel reads A in place through row offsets (broadcasts need no
        particular layout, and measured no slower than packing A, whose transpose costs ~8%). */
-    float *bp = ws_grow(&ws_b, &ws_nb, (size_t)KC * NC);
+    float *bp = ws_grow(&ws.b, &ws.nb, (size_t)KC * NC);
     if (!bp) return -1;
     int64_t rs_a = ta ? 1 : lda, cs_a = ta ? lda : 1; /* op(A)(i, k) = A[i * rs_a + k * cs_a] */
     for (int64_t jc = 0; jc < N; jc += NC) {
@@ -142,7 +160,7 @@ static int gemv_rows(int ta, int tb, int64_t M, int64_t N, int64_t K, const floa
             continue;
         }
         if (ta) { /* the dot products want a contiguous row of A */
-            float *t = ws_grow(&ws_a, &ws_na, (size_t)K);
+            float *t = ws_grow(&ws.a, &ws.na, (size_t)K);
             if (!t) return -1;
             for (int64_t k = 0; k < K; k++) t[k] = a[k * as];
             a = t;
