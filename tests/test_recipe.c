@@ -314,6 +314,10 @@ END_TEST
 START_TEST(test_bad_files) {
     ASSERT_ERR("optm:\n  lr: 1\n", "x.yaml:1:1: unknown key 'optm'; did you mean 'optim'?");
     ASSERT_ERR("model:\n  dim: 128\n  dimm: 3\n", "x.yaml:3:3: unknown key 'model.dimm'; did you mean 'model.dim'?");
+    ASSERT_ERR("lr: 1e-3\n", "x.yaml:1:1: unknown key 'lr'; did you mean 'optim.lr'?");
+    ASSERT_ERR("model:\n  steps: 10\n", "x.yaml:2:3: unknown key 'model.steps'; did you mean 'steps'?");
+    ASSERT_ERR("quant:\n  bits: 4\n", "x.yaml:2:3: unknown key 'quant.bits'; bits is a rule key: put it in a rule "
+                                      "of quant.weights or quant.activations (- match: ..., bits: ...)");
     ASSERT_ERR("colour: red\n", "x.yaml:1:1: unknown key 'colour'; the top level has name, out_dir, seed, threads, "
                                  "steps, eval_every, eval_batches, log_every, ckpt_every, keep_last, resume, on_nan, "
                                  "max_skips, sample_tokens, sample_prompt, model, data, optim, schedule, quant, distill");

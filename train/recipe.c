@@ -308,7 +308,7 @@ static int edit_distance(const char *a, size_t na, const char *b, size_t nb) {
 }
 
 /* Is the candidate close enough to suggest? */
-static int close_enough(int dist, size_t len) { return dist <= 2 || (size_t)dist * 3 <= len; }
+static int close_enough(int dist, size_t len) { return (size_t)dist < len && (dist <= 2 || (size_t)dist * 3 <= len); }
 
 /* ---------------------------------------------------------------------------------------------- */
 /* Scalars                                                                                        */
@@ -597,6 +597,18 @@ static int closest_child(const char *prefix, const char *name, size_t len, char 
     return bd;
 }
 
+/* A key whose last part is `name` but lives in another section ("lr" at the top: optim.lr). */
+static const char *key_in_other_section(const char *prefix, const char *name, size_t len) {
+    for (int i = 0; i < N_KEYS; i++) {
+        const char *p = keys[i].path, *dot = strrchr(p, '.');
+        const char *last = dot ? dot + 1 : p;
+        size_t sl = (size_t)(last - p); /* "optim." or "" */
+        if (strlen(last) == len && !memcmp(last, name, len) && (sl != strlen(prefix) || strncmp(p, prefix, sl)))
+            return p;
+    }
+    return NULL;
+}
+
 /* "a, b, c": the names directly under prefix, each once, in table order. */
 static void list_children(const char *prefix, char *buf, size_t n) {
     size_t pl = strlen(prefix), o = 0;
@@ -775,6 +787,12 @@ static nb_status walk_map(ctx *c, yaml_node_t *map, const char *prefix) {
             loc kat = node_loc(c, kn);
             int d = closest_child(prefix, name, len, best, sizeof best);
             if (close_enough(d, len)) return failat(&kat, "unknown key '%s'; did you mean '%s%s'?", full, prefix, best);
+            const char *elsewhere = key_in_other_section(prefix, name, len);
+            if (elsewhere) return failat(&kat, "unknown key '%s'; did you mean '%s'?", full, elsewhere);
+            if (find_rule_key(name, len) >= 0)
+                return failat(&kat, "unknown key '%s'; %.*s is a rule key: put it in a rule of quant.weights or "
+                                    "quant.activations (- match: ..., %.*s: ...)",
+                              full, (int)len, name, (int)len, name);
             char names[600];
             list_children(prefix, names, sizeof names);
             return failat(&kat, "unknown key '%s'; %s has %s", full, *prefix ? sect : "the top level", names);
