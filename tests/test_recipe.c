@@ -264,6 +264,9 @@ START_TEST(test_overrides) {
     ck_assert_int_eq(nb_recipe_set(&r, "model.n_layers=0"), NB_EINVAL);
     ck_assert_str_eq(nb_errmsg(), "override 'model.n_layers=0': model.n_layers: expected an integer in 1..1024, got 0");
     ck_assert_int_eq(r.model.n_layers, 7); /* a failed set changes nothing */
+    ck_assert_int_eq(nb_recipe_set(&r, "quant.weights=[{bits: 2}, {bits: 9}]"), NB_EINVAL);
+    ck_assert_int_eq(r.quant.n_weight_rules, 1);
+    ck_assert_int_eq(r.quant.weights[0].bits, 4);
     ck_assert_int_eq(nb_recipe_set(&r, "quant.weights.0.group_size=48"), NB_OK); /* scalar range only */
     ck_assert_int_eq(nb_recipe_validate(&r), NB_EINVAL);
     ck_assert_str_eq(nb_errmsg(),
@@ -370,6 +373,9 @@ START_TEST(test_bad_files) {
     ASSERT_ERR("just text\n", "x.yaml:1:1: expected a mapping of keys and sections (model:, optim:, ...) at the top "
                               "level, got a scalar");
     ASSERT_ERR("seed: 1\n---\nseed: 2\n", "x.yaml:3:1: expected one YAML document, found a second one");
+    char deep[400] = "a: ";
+    for (int i = 0; i < 70; i++) strcat(deep, "[");
+    ASSERT_ERR(deep, "x.yaml:1:68: [ and { nested more than 64 deep");
     /* strings: too long, NUL */
     char long_name[300] = "name: ";
     memset(long_name + 6, 'x', 200);

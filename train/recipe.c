@@ -350,7 +350,7 @@ static int parse_u64(const char *s, size_t len, unsigned long long *out) {
 }
 
 /* Strict decimal float: [+-] (digits [. digits] | . digits) [e [+-] digits]; finite in float. */
-static int parse_float(const char *s, size_t len, double *out) {
+static int parse_float(const char *s, size_t len, double *out, float *outf) {
     char buf[64];
     if (len == 0 || len >= sizeof buf) return 0;
     size_t i = 0;
@@ -375,6 +375,7 @@ static int parse_float(const char *s, size_t len, double *out) {
     double v = strtod(buf, NULL);
     if (!isfinite(v) || fabs(v) > FLT_MAX) return 0;
     *out = v;
+    *outf = strtof(buf, NULL); /* rounded once, as the printer's check reads it back */
     return 1;
 }
 
@@ -472,13 +473,14 @@ static nb_status set_scalar(const key *k, int act, void *base, const char *path,
     }
     case T_FLOAT: {
         double v = 0;
-        int ok = !quoted && parse_float(s, len, &v);
+        float vf = 0;
+        int ok = !quoted && parse_float(s, len, &v, &vf);
         if (ok) {
             ok = (k->flags & F_OPEN_MIN) ? v > k->min : v >= k->min;
             ok = ok && ((k->flags & F_OPEN_MAX) ? v < k->max : v <= k->max);
         }
         if (!ok) return failat(at, "%s: expected %s, got %s", path, want, got);
-        *(float *)f = (float)v;
+        *(float *)f = vf;
         return NB_OK;
     }
     case T_U64: {
@@ -732,6 +734,9 @@ static nb_status walk_rules(ctx *c, yaml_node_t *seq, int list) {
         return failat(&at, "%s: expected a list of rules (- match: ..., bits: ...), got %s", list_path[list],
                       node_kind(seq));
     }
+    /* build the new list aside: a failure leaves the recipe as it was */
+    nb_qrule tmp[NB_MAX_QRULES];
+    memset(tmp, 0, sizeof tmp); /* unused slots are zero, so equal recipes compare equal */
     int n = 0;
     for (yaml_node_item_t *it = seq->data.sequence.items.start; it < seq->data.sequence.items.top; it++, n++) {
         yaml_node_t *item = yaml_document_get_node(c->doc, *it);
@@ -739,12 +744,9 @@ static nb_status walk_rules(ctx *c, yaml_node_t *seq, int list) {
             loc at = node_loc(c, item);
             return failat(&at, "%s: at most %d rules, this is rule %d", list_path[list], NB_MAX_QRULES, n + 1);
         }
-        nb_qrule q;
-        NB_TRY(walk_rule(c, item, list, n, &q));
-        rule_array(r, list)[n] = q;
+        NB_TRY(walk_rule(c, item, list, n, &tmp[n]));
     }
-    /* clear what the old list left beyond the new one, so equal recipes compare equal */
-    for (int i = n; i < NB_MAX_QRULES; i++) memset(&rule_array(r, list)[i], 0, sizeof(nb_qrule));
+    memcpy(rule_array(r, list), tmp, sizeof tmp);
     *rule_count(r, list) = n;
     return NB_OK;
 }
@@ -821,8 +823,24 @@ static nb_status yaml_error(const ctx *c, yaml_parser_t *p) {
     return failat(&at, "malformed YAML: %s", p->problem ? p->problem : "error");
 }
 
+#define MAX_FLOW_DEPTH 64
+
 /* Loads exactly one YAML document (an empty input gives a document without a root). */
 static nb_status load_doc(ctx *c, const char *text, size_t len, yaml_document_t *doc) {
+    /* libyaml's scanner is quadratic in the nesting of [ and {: refuse deep nesting up front
+       (counted on the raw text, so brackets inside strings count too; no recipe needs 64) */
+    int depth = 0, line = 1, col = 0;
+    for (size_t i = 0; i < len; i++) {
+        col++;
+        if (text[i] == '\n') line++, col = 0;
+        if (text[i] == '[' || text[i] == '{') depth++;
+        if ((text[i] == ']' || text[i] == '}') && depth > 0) depth--;
+        if (depth > MAX_FLOW_DEPTH) {
+            loc at = {c->file, line, col, c->cur_ov >= 0 ? c->ovs[c->cur_ov] : NULL};
+            memset(doc, 0, sizeof *doc);
+            return failat(&at, "[ and { nested more than %d deep", MAX_FLOW_DEPTH);
+        }
+    }
     yaml_parser_t p;
     if (!yaml_parser_initialize(&p)) return nb_fail(NB_ENOMEM, "%s: out of memory", c->file);
     const char *old_text = c->text;
