@@ -33,69 +33,68 @@ static const char *override_err(const char *ov) {
 #define ASSERT_ERR(yaml, expected) ck_assert_str_eq(parse_err(yaml, 0, NULL), expected)
 #define ASSERT_OV_ERR(ov, expected) ck_assert_str_eq(override_err(ov), expected)
 
-static const char *full_yaml =
-    "name: shakespeare-qat\n"
-    "out_dir: runs/shakespeare_qat\n"
-    "seed: 18446744073709551615\n"
-    "threads: 2\n"
-    "steps: 3000\n"
-    "eval_every: 250\n"
-    "on_nan: skip\n"
-    "sample_prompt: \"ROMEO:\\n\\t\\\"hi\\\" caf\\u00e9 \\U0001F600\"\n"
-    "model:\n"
-    "  dim: 96\n"
-    "  n_layers: 3\n"
-    "  n_heads: 6\n"
-    "  n_kv_heads: 2\n"
-    "  hidden_dim: 256\n"
-    "  seq_len: 64\n"
-    "  norm_eps: 1e-6\n"
-    "  rope_theta: 500000.0\n"
-    "  tied_embeddings: false\n"
-    "  dropout: 0.1\n"
-    "data:\n"
-    "  tokenizer: char\n"
-    "  batch_size: 12\n"
-    "  val_fraction: .05\n"
-    "optim:\n"
-    "  name: sgd\n"
-    "  lr: 3e-4\n"
-    "  min_lr: 0\n"
-    "  beta2: 0.999\n"
-    "  grad_clip: 0\n"
-    "  grad_accum: 4\n"
-    "schedule: {kind: linear, warmup_steps: 0}\n"
-    "quant:\n"
-    "  enabled: yes\n"
-    "  start_step: 2000\n"
-    "  act_start_step: 2500\n"
-    "  freeze_observers_step: 2800\n"
-    "  lambda_start: 2000\n"
-    "  lambda_end: 2200\n"
-    "  anneal_from_bits: 8\n"
-    "  anneal_start: 2000\n"
-    "  anneal_end: 2500\n"
-    "  scale_lr_mult: 0.1\n"
-    "  weights:\n"
-    "    - match: \"layers.*.ffn.w2\"\n"
-    "      bits: 0\n"
-    "    - match: \"layers.*\"\n"
-    "      bits: 4\n"
-    "      granularity: group\n"
-    "      group_size: 64\n"
-    "      estimator: lsq\n"
-    "      scale_dtype: f16\n"
-    "      tail: short_group\n"
-    "    - {match: \"*\", bits: 2, symmetric: false, estimator: lsq+, observer: mse}\n"
-    "  activations:\n"
-    "    - bits: 8\n"
-    "      observer: percentile\n"
-    "      percentile: 99.9\n"
-    "      estimator: pact\n"
-    "distill:\n"
-    "  enabled: true\n"
-    "  alpha: 0.25\n"
-    "  temperature: 4\n";
+static const char *full_yaml = "name: shakespeare-qat\n"
+                               "out_dir: runs/shakespeare_qat\n"
+                               "seed: 18446744073709551615\n"
+                               "threads: 2\n"
+                               "steps: 3000\n"
+                               "eval_every: 250\n"
+                               "on_nan: skip\n"
+                               "sample_prompt: \"ROMEO:\\n\\t\\\"hi\\\" caf\\u00e9 \\U0001F600\"\n"
+                               "model:\n"
+                               "  dim: 96\n"
+                               "  n_layers: 3\n"
+                               "  n_heads: 6\n"
+                               "  n_kv_heads: 2\n"
+                               "  hidden_dim: 256\n"
+                               "  seq_len: 64\n"
+                               "  norm_eps: 1e-6\n"
+                               "  rope_theta: 500000.0\n"
+                               "  tied_embeddings: false\n"
+                               "  dropout: 0.1\n"
+                               "data:\n"
+                               "  tokenizer: char\n"
+                               "  batch_size: 12\n"
+                               "  val_fraction: .05\n"
+                               "optim:\n"
+                               "  name: sgd\n"
+                               "  lr: 3e-4\n"
+                               "  min_lr: 0\n"
+                               "  beta2: 0.999\n"
+                               "  grad_clip: 0\n"
+                               "  grad_accum: 4\n"
+                               "schedule: {kind: linear, warmup_steps: 0}\n"
+                               "quant:\n"
+                               "  enabled: yes\n"
+                               "  start_step: 2000\n"
+                               "  act_start_step: 2500\n"
+                               "  freeze_observers_step: 2800\n"
+                               "  lambda_start: 2000\n"
+                               "  lambda_end: 2200\n"
+                               "  anneal_from_bits: 8\n"
+                               "  anneal_start: 2000\n"
+                               "  anneal_end: 2500\n"
+                               "  scale_lr_mult: 0.1\n"
+                               "  weights:\n"
+                               "    - match: \"layers.*.ffn.w2\"\n"
+                               "      bits: 0\n"
+                               "    - match: \"layers.*\"\n"
+                               "      bits: 4\n"
+                               "      granularity: group\n"
+                               "      group_size: 64\n"
+                               "      estimator: lsq\n"
+                               "      scale_dtype: f16\n"
+                               "      tail: short_group\n"
+                               "    - {match: \"*\", bits: 2, symmetric: false, estimator: lsq+, observer: mse}\n"
+                               "  activations:\n"
+                               "    - bits: 8\n"
+                               "      observer: percentile\n"
+                               "      percentile: 99.9\n"
+                               "      estimator: pact\n"
+                               "distill:\n"
+                               "  enabled: true\n"
+                               "  alpha: 0.25\n"
+                               "  temperature: 4\n";
 
 START_TEST(test_defaults_validate) {
     static nb_recipe r, back;
@@ -281,7 +280,8 @@ START_TEST(test_override_errors) {
     ASSERT_OV_ERR("model.dimm=3", "override 'model.dimm=3': unknown key 'model.dimm'; did you mean 'model.dim'?");
     ASSERT_OV_ERR("zzzzzzzzzzzz=3",
                   "override 'zzzzzzzzzzzz=3': unknown key 'zzzzzzzzzzzz' (nibble train --help lists the keys)");
-    ASSERT_OV_ERR("quant=off", "override 'quant=off': 'quant' is a section; set one of its keys (e.g. quant.enabled=false)");
+    ASSERT_OV_ERR("quant=off",
+                  "override 'quant=off': 'quant' is a section; set one of its keys (e.g. quant.enabled=false)");
     ck_assert_str_eq(override_err("quant.weights.1.bits=4"),
                      "override 'quant.weights.1.bits=4': quant.weights.1.bits: rule index 1 out of range: "
                      "quant.weights has 0 rules (index 0 adds one, at most 32)");
@@ -299,8 +299,9 @@ START_TEST(test_override_errors) {
     ASSERT_OV_ERR("quant.weights=[{bits: 4}, {bits: 9}]",
                   "override 'quant.weights=[{bits: 4}, {bits: 9}]': quant.weights[1].bits: expected an integer in 2..8 "
                   "or 0, got 9");
-    ASSERT_OV_ERR("optim.name=adam",
-                  "override 'optim.name=adam': optim.name: expected one of adamw, sgd, got 'adam'; did you mean 'adamw'?");
+    ASSERT_OV_ERR(
+        "optim.name=adam",
+        "override 'optim.name=adam': optim.name: expected one of adamw, sgd, got 'adam'; did you mean 'adamw'?");
     ASSERT_OV_ERR("steps=1e4", "override 'steps=1e4': steps: expected an integer >= 1, got 1e4");
     ASSERT_OV_ERR("seed=18446744073709551616",
                   "override 'seed=18446744073709551616': seed: expected an integer in 0..18446744073709551615, got "
@@ -321,9 +322,10 @@ START_TEST(test_bad_files) {
     ASSERT_ERR("model:\n  steps: 10\n", "x.yaml:2:3: unknown key 'model.steps'; did you mean 'steps'?");
     ASSERT_ERR("quant:\n  bits: 4\n", "x.yaml:2:3: unknown key 'quant.bits'; bits is a rule key: put it in a rule "
                                       "of quant.weights or quant.activations (- match: ..., bits: ...)");
-    ASSERT_ERR("colour: red\n", "x.yaml:1:1: unknown key 'colour'; the top level has name, out_dir, seed, threads, "
-                                 "steps, eval_every, eval_batches, log_every, ckpt_every, keep_last, resume, on_nan, "
-                                 "max_skips, sample_tokens, sample_prompt, model, data, optim, schedule, quant, distill");
+    ASSERT_ERR("colour: red\n",
+               "x.yaml:1:1: unknown key 'colour'; the top level has name, out_dir, seed, threads, "
+               "steps, eval_every, eval_batches, log_every, ckpt_every, keep_last, resume, on_nan, "
+               "max_skips, sample_tokens, sample_prompt, model, data, optim, schedule, quant, distill");
     ASSERT_ERR("quant:\n  weights:\n    - bits: 9\n",
                "x.yaml:3:13: quant.weights[0].bits: expected an integer in 2..8 or 0, got 9");
     ASSERT_ERR("quant:\n  weights:\n    - bitz: 3\n",
@@ -368,8 +370,9 @@ START_TEST(test_bad_files) {
     ASSERT_ERR("", "x.yaml: empty recipe (expected a mapping of keys and sections such as model:, optim:)");
     ASSERT_ERR("# only a comment\n", "x.yaml: empty recipe (expected a mapping of keys and sections such as model:, "
                                      "optim:)");
-    ASSERT_ERR("- a\n- b\n",
-               "x.yaml:1:1: expected a mapping of keys and sections (model:, optim:, ...) at the top level, got a list");
+    ASSERT_ERR(
+        "- a\n- b\n",
+        "x.yaml:1:1: expected a mapping of keys and sections (model:, optim:, ...) at the top level, got a list");
     ASSERT_ERR("just text\n", "x.yaml:1:1: expected a mapping of keys and sections (model:, optim:, ...) at the top "
                               "level, got a scalar");
     ASSERT_ERR("seed: 1\n---\nseed: 2\n", "x.yaml:3:1: expected one YAML document, found a second one");
@@ -391,8 +394,9 @@ END_TEST
 
 START_TEST(test_cross_key_checks) {
     ASSERT_ERR("model:\n  dim: 100\n  n_heads: 3\n", "x.yaml:3:12: model.n_heads: 3 does not divide model.dim (100)");
-    ASSERT_ERR("model:\n  dim: 12\n  n_heads: 4\n",
-               "x.yaml:2:8: model.dim: the head dimension dim / n_heads = 12 / 4 = 3 must be even (RoPE rotates pairs)");
+    ASSERT_ERR(
+        "model:\n  dim: 12\n  n_heads: 4\n",
+        "x.yaml:2:8: model.dim: the head dimension dim / n_heads = 12 / 4 = 3 must be even (RoPE rotates pairs)");
     ASSERT_ERR("model:\n  n_heads: 4\n  n_kv_heads: 3\n",
                "x.yaml:3:15: model.n_kv_heads: 3 does not divide model.n_heads (4)");
     ASSERT_ERR("optim:\n  lr: 1e-4\n  min_lr: 1e-3\n", "x.yaml:3:11: optim.min_lr: 0.001 is above optim.lr (0.0001)");
@@ -422,12 +426,14 @@ START_TEST(test_files_checked) {
                "x.yaml:2:10: data.train: cannot open 'data/missing.txt': No such file or directory");
     ASSERT_ERR("model:\n  init: llama2c:/nope/model.bin\n",
                "x.yaml:2:9: model.init: cannot open '/nope/model.bin': No such file or directory");
-    ASSERT_ERR("model:\n  init: \"llama2c:\"\n", "x.yaml:2:9: model.init: 'llama2c:' names no file (expected llama2c:PATH)");
+    ASSERT_ERR("model:\n  init: \"llama2c:\"\n",
+               "x.yaml:2:9: model.init: 'llama2c:' names no file (expected llama2c:PATH)");
     ASSERT_ERR("model:\n  init: pretrained\n",
                "x.yaml:2:9: model.init: expected random, llama2c:PATH or checkpoint:PATH, got 'pretrained'");
     ASSERT_ERR("data:\n  tokenizer: llama2c:/nope/tok.bin\n",
                "x.yaml:2:14: data.tokenizer: cannot open '/nope/tok.bin': No such file or directory");
-    ASSERT_ERR("data:\n  tokenizer: bpe\n", "x.yaml:2:14: data.tokenizer: expected byte, char or llama2c:PATH, got 'bpe'");
+    ASSERT_ERR("data:\n  tokenizer: bpe\n",
+               "x.yaml:2:14: data.tokenizer: expected byte, char or llama2c:PATH, got 'bpe'");
     ASSERT_ERR("data:\n  val: /\n", "x.yaml:2:8: data.val: '/' is a directory, expected a file");
     /* files that exist */
     static nb_recipe r;
