@@ -379,6 +379,14 @@ START_TEST(test_bad_files) {
     char deep[400] = "a: ";
     for (int i = 0; i < 70; i++) strcat(deep, "[");
     ASSERT_ERR(deep, "x.yaml:1:68: [ and { nested more than 64 deep");
+    /* brackets in strings and comments are not nesting */
+    static nb_recipe r;
+    char ok[600] = "# [[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[\nname: \"";
+    for (int i = 0; i < 70; i++) strcat(ok, "{");
+    strcat(ok, "\\\"\"\nsample_prompt: '[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[''[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[[['\n");
+    ck_assert_msg(nb_recipe_parse("x.yaml", ok, 0, NULL, &r) == NB_OK, "%s", nb_errmsg());
+    ck_assert_int_eq(strlen(r.name), 71);
+    nb_recipe_free(&r);
     /* strings: too long, NUL */
     char long_name[300] = "name: ";
     memset(long_name + 6, 'x', 200);

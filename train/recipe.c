@@ -342,21 +342,53 @@ static nb_status yaml_error(const ctx *c, yaml_parser_t *p) {
 
 #define MAX_FLOW_DEPTH 64
 
+/* libyaml's scanner is quadratic in the nesting of [ and {, so deep nesting is refused up front.
+   A light scan: brackets in comments and quoted scalars do not count (a quote opens a scalar only
+   after a blank or an indicator, so "it's" stays plain text). Sets the position of the first
+   bracket too many. */
+static int flow_too_deep(const char *t, size_t len, int *line, int *col) {
+    int depth = 0;
+    *line = 1, *col = 0;
+    for (size_t i = 0; i < len; i++) {
+        char ch = t[i], prev = i ? t[i - 1] : '\n';
+        (*col)++;
+        if (ch == '\n') {
+            (*line)++, *col = 0;
+        } else if (ch == '#' && strchr(" \t\n", prev)) {
+            while (i + 1 < len && t[i + 1] != '\n') i++;
+        } else if ((ch == '"' || ch == '\'') && strchr(" \t\n[{,:-?", prev)) {
+            size_t j = i + 1;
+            for (; j < len; j++) {
+                if (t[j] == '\n') (*line)++, *col = 0;
+                if (ch == '"' && t[j] == '\\') {
+                    j++;
+                    continue;
+                }
+                if (t[j] == ch) {
+                    if (ch == '\'' && j + 1 < len && t[j + 1] == '\'') { /* '' is a quote inside '...' */
+                        j++;
+                        continue;
+                    }
+                    break;
+                }
+            }
+            i = j;
+        } else if (ch == '[' || ch == '{') {
+            if (++depth > MAX_FLOW_DEPTH) return 1;
+        } else if ((ch == ']' || ch == '}') && depth > 0) {
+            depth--;
+        }
+    }
+    return 0;
+}
+
 /* Loads exactly one YAML document (an empty input gives a document without a root). */
 static nb_status load_doc(ctx *c, const char *text, size_t len, yaml_document_t *doc) {
-    /* libyaml's scanner is quadratic in the nesting of [ and {: refuse deep nesting up front
-       (counted on the raw text, so brackets inside strings count too; no recipe needs 64) */
-    int depth = 0, line = 1, col = 0;
-    for (size_t i = 0; i < len; i++) {
-        col++;
-        if (text[i] == '\n') line++, col = 0;
-        if (text[i] == '[' || text[i] == '{') depth++;
-        if ((text[i] == ']' || text[i] == '}') && depth > 0) depth--;
-        if (depth > MAX_FLOW_DEPTH) {
-            nb_recipe_loc at = {c->file, line, col, c->cur_ov >= 0 ? c->ovs[c->cur_ov] : NULL};
-            memset(doc, 0, sizeof *doc);
-            return nb_recipe_fail_at(&at, "[ and { nested more than %d deep", MAX_FLOW_DEPTH);
-        }
+    int line, col;
+    if (flow_too_deep(text, len, &line, &col)) {
+        nb_recipe_loc at = {c->file, line, col, c->cur_ov >= 0 ? c->ovs[c->cur_ov] : NULL};
+        memset(doc, 0, sizeof *doc);
+        return nb_recipe_fail_at(&at, "[ and { nested more than %d deep", MAX_FLOW_DEPTH);
     }
     yaml_parser_t p;
     if (!yaml_parser_initialize(&p)) return nb_fail(NB_ENOMEM, "%s: out of memory", c->file);
