@@ -90,6 +90,7 @@ static const char *full_yaml = "name: shakespeare-qat\n"
                                "    - bits: 8\n"
                                "      observer: percentile\n"
                                "      percentile: 99.9\n"
+                               "      granularity: tensor\n"
                                "      estimator: pact\n"
                                "distill:\n"
                                "  enabled: true\n"
@@ -185,7 +186,8 @@ START_TEST(test_full_example) {
     ck_assert_float_eq(q->weights[2].percentile, 99.99f);
     ck_assert_int_eq(q->n_act_rules, 1);
     ck_assert_str_eq(q->acts[0].match, "*");
-    ck_assert_str_eq(q->acts[0].granularity, "token"); /* activation rule default */
+    ck_assert_str_eq(q->acts[0].granularity, "tensor");
+    ck_assert_int_eq(q->acts[0].symmetric, 1); /* rule default */
     ck_assert_str_eq(q->acts[0].observer, "percentile");
     ck_assert_float_eq(q->acts[0].percentile, 99.9f);
     ck_assert_str_eq(q->acts[0].estimator, "pact");
@@ -348,10 +350,13 @@ START_TEST(test_bad_files) {
     ASSERT_ERR("optim:\n  name: Adam\n",
                "x.yaml:2:9: optim.name: expected one of adamw, sgd, got 'Adam'; did you mean 'adamw'?");
     ASSERT_ERR("on_nan: ignore\n", "x.yaml:1:9: on_nan: expected one of stop, skip, got 'ignore'");
-    ASSERT_ERR("quant:\n  weights:\n    - granularity: token\n",
-               "x.yaml:3:20: quant.weights[0].granularity: expected one of tensor, channel, group, got 'token'");
-    ASSERT_ERR("quant:\n  activations:\n    - granularity: group\n",
-               "x.yaml:3:20: quant.activations[0].granularity: expected one of token, tensor, got 'group'");
+    ASSERT_ERR(
+        "quant:\n  weights:\n    - granularity: token\n",
+        "x.yaml:3:20: quant.weights[0].granularity: expected one of tensor, channel, row, group, q8_0, q4_0, f16, "
+        "got 'token'");
+    ASSERT_ERR(
+        "quant:\n  activations:\n    - granularity: channel\n",
+        "x.yaml:3:20: quant.activations[0].granularity: expected one of token, group, tensor, q8_0, got 'channel'");
     /* duplicates, structure */
     ASSERT_ERR("model:\n  dim: 128\n  dim: 64\n", "x.yaml:3:3: model.dim: duplicate key (first at line 2)");
     ASSERT_ERR("seed: 1\nmodel: {}\nseed: 2\n", "x.yaml:3:1: seed: duplicate key (first at line 1)");
@@ -411,7 +416,16 @@ START_TEST(test_cross_key_checks) {
     ASSERT_ERR("quant:\n  weights:\n    - granularity: group\n      group_size: 48\n",
                "x.yaml:4:19: quant.weights[0].group_size: expected 32, 64 or 128 with granularity group, got 48");
     ASSERT_ERR("quant:\n  weights:\n    - estimator: pact\n",
-               "x.yaml:3:18: quant.weights[0].estimator: pact learns an activation clip; use it in quant.activations");
+               "x.yaml:3:18: quant.weights[0].estimator: pact learns a clip for static symmetric activations "
+               "(quant.activations with granularity: tensor, symmetric: true)");
+    ASSERT_ERR("quant:\n  activations:\n    - estimator: lsq\n",
+               "x.yaml:3:18: quant.activations[0].estimator: dynamic activations (granularity token) take ste");
+    ASSERT_ERR("quant:\n  weights:\n    - {granularity: q4_0, estimator: lsq}\n",
+               "x.yaml:3:38: quant.weights[0].estimator: granularity q4_0 fixes its scales; use ste or clipped_ste");
+    ASSERT_ERR("quant:\n  preset: q8_0\n  weights: [{bits: 4}]\n",
+               "x.yaml:2:11: quant.preset: q8_0 sets the weight rules itself; remove quant.weights or the preset");
+    ASSERT_ERR("quant:\n  anneal_from_bits: 8\n  anneal_start: 10\n  anneal_end: 10\n",
+               "x.yaml:4:15: quant.anneal_end: 10 must come after quant.anneal_start (10) when annealing");
     ASSERT_ERR("quant:\n  weights:\n    - estimator: lsq+\n",
                "x.yaml:3:18: quant.weights[0].estimator: lsq+ learns an offset and needs symmetric: false");
     ASSERT_ERR("quant:\n  enabled: true\n",
@@ -419,7 +433,7 @@ START_TEST(test_cross_key_checks) {
                "(add a rule such as quant.weights: [{match: \"*\", bits: 4}])");
     ASSERT_ERR("quant:\n  lambda_start: 10\n  lambda_end: 5\n",
                "x.yaml:3:15: quant.lambda_end: 5 is before quant.lambda_start (10)");
-    ASSERT_ERR("quant:\n  anneal_from_bits: 4\n  weights: [{bits: 8}]\n",
+    ASSERT_ERR("quant:\n  anneal_from_bits: 4\n  anneal_end: 10\n  weights: [{bits: 8}]\n",
                "x.yaml:2:21: quant.anneal_from_bits: 4 is below quant.weights[0].bits (8); annealing goes from more "
                "bits to fewer");
     /* a preset alone is a policy */
@@ -509,7 +523,8 @@ START_TEST(test_reference_lists_every_key) {
     for (const char *p = ref; (p = strstr(p, "\n| `")) != NULL; p++) rows++;
     ck_assert_int_eq(rows, n);
     ck_assert(strstr(ref, "| `quant.weights[].bits` | int | `8` | 2..8 or 0 |") != NULL);
-    ck_assert(strstr(ref, "| `quant.activations[].granularity` | enum | `token` | token, tensor |") != NULL);
+    ck_assert(strstr(ref, "| `quant.activations[].granularity` | enum | `token` | token, group, tensor, q8_0 |") !=
+              NULL);
     ck_assert(strstr(ref, "| `optim.lr` | float | `1e-3` | [0, 10] |") != NULL);
     /* every key also appears in the resolved YAML */
     static nb_recipe r;

@@ -589,35 +589,38 @@ static nb_status check_source(const ctx *c, const nb_recipe *r, const char *key_
 
 static nb_status validate_rule(const ctx *c, const nb_recipe *r, int list, int i) {
     const nb_qrule *q = list ? &r->quant.acts[i] : &r->quant.weights[i];
-    const char *lp = list_path[list];
+    const char *lp = list_path[list], *g = q->granularity, *e = q->estimator;
+    int fixed_grid = !strcmp(g, "q8_0") || !strcmp(g, "q4_0") || !strcmp(g, "f16"); /* scales not learned */
+    int dynamic = list && (!strcmp(g, "token") || !strcmp(g, "group") || !strcmp(g, "q8_0"));
+    int symmetric = q->symmetric || q->ternary;
     nb_recipe_loc at;
-    if (!strcmp(q->granularity, "group") && q->group_size != 32 && q->group_size != 64 && q->group_size != 128) {
-        at = rule_loc(c, r, list, i, "group_size");
-        return nb_recipe_fail_at(&at, "%s[%d].group_size: expected 32, 64 or 128 with granularity group, got %d", lp, i,
-                                 q->group_size);
-    }
-    if (!strcmp(q->estimator, "pact") && !list) {
-        at = rule_loc(c, r, list, i, "estimator");
-        return nb_recipe_fail_at(&at, "%s[%d].estimator: pact learns an activation clip; use it in quant.activations",
-                                 lp, i);
-    }
-    if (!strcmp(q->estimator, "lsq+") && q->symmetric) {
-        at = rule_loc(c, r, list, i, "estimator");
-        return nb_recipe_fail_at(&at, "%s[%d].estimator: lsq+ learns an offset and needs symmetric: false", lp, i);
-    }
-    if (q->restrict_range && !q->symmetric) {
-        at = rule_loc(c, r, list, i, "restrict_range");
-        return nb_recipe_fail_at(&at, "%s[%d].restrict_range: only for symmetric grids (symmetric: true)", lp, i);
-    }
-    if (q->ternary && list) {
-        at = rule_loc(c, r, list, i, "ternary");
-        return nb_recipe_fail_at(&at, "%s[%d].ternary: ternary grids are for weights only", lp, i);
-    }
     if (!q->match[0]) {
         at = rule_loc(c, r, list, i, "match");
         return nb_recipe_fail_at(&at, "%s[%d].match: empty pattern (use \"*\" for every parameter)", lp, i);
     }
-    if (r->quant.anneal_from_bits && q->bits && !q->ternary && r->quant.anneal_from_bits < q->bits) {
+    if (!strcmp(g, "group") && q->group_size != 32 && q->group_size != 64 && q->group_size != 128) {
+        at = rule_loc(c, r, list, i, "group_size");
+        return nb_recipe_fail_at(&at, "%s[%d].group_size: expected 32, 64 or 128 with granularity group, got %d", lp, i,
+                                 q->group_size);
+    }
+    if (q->restrict_range && !symmetric) {
+        at = rule_loc(c, r, list, i, "restrict_range");
+        return nb_recipe_fail_at(&at, "%s[%d].restrict_range: only for symmetric grids (symmetric: true)", lp, i);
+    }
+    at = rule_loc(c, r, list, i, "estimator");
+    if (!strcmp(e, "pact") && (!list || dynamic || !symmetric))
+        return nb_recipe_fail_at(&at,
+                                 "%s[%d].estimator: pact learns a clip for static symmetric activations "
+                                 "(quant.activations with granularity: tensor, symmetric: true)",
+                                 lp, i);
+    if (!strcmp(e, "lsq+") && symmetric)
+        return nb_recipe_fail_at(&at, "%s[%d].estimator: lsq+ learns an offset and needs symmetric: false", lp, i);
+    if (fixed_grid && strcmp(e, "ste") && strcmp(e, "clipped_ste"))
+        return nb_recipe_fail_at(&at, "%s[%d].estimator: granularity %s fixes its scales; use ste or clipped_ste", lp,
+                                 i, g);
+    if (dynamic && strcmp(e, "ste"))
+        return nb_recipe_fail_at(&at, "%s[%d].estimator: dynamic activations (granularity %s) take ste", lp, i, g);
+    if (r->quant.anneal_from_bits && q->bits && !q->ternary && !fixed_grid && r->quant.anneal_from_bits < q->bits) {
         at = key_loc(c, r, "quant.anneal_from_bits");
         return nb_recipe_fail_at(
             &at, "quant.anneal_from_bits: %d is below %s[%d].bits (%d); annealing goes from more bits to fewer",
@@ -658,10 +661,15 @@ static nb_status validate(const nb_recipe *r, const ctx *c) {
         return nb_recipe_fail_at(&at, "quant.lambda_end: %d is before quant.lambda_start (%d)", qt->lambda_end,
                                  qt->lambda_start);
     }
-    if (qt->anneal_from_bits && qt->anneal_end < qt->anneal_start) {
+    if (qt->anneal_from_bits && qt->anneal_end <= qt->anneal_start) {
         at = key_loc(c, r, "quant.anneal_end");
-        return nb_recipe_fail_at(&at, "quant.anneal_end: %d is before quant.anneal_start (%d)", qt->anneal_end,
-                                 qt->anneal_start);
+        return nb_recipe_fail_at(&at, "quant.anneal_end: %d must come after quant.anneal_start (%d) when annealing",
+                                 qt->anneal_end, qt->anneal_start);
+    }
+    if (qt->preset[0] && qt->n_weight_rules) {
+        at = key_loc(c, r, "quant.preset");
+        return nb_recipe_fail_at(
+            &at, "quant.preset: %s sets the weight rules itself; remove quant.weights or the preset", qt->preset);
     }
     if (qt->n_weight_rules < 0 || qt->n_weight_rules > NB_MAX_QRULES || qt->n_act_rules < 0 ||
         qt->n_act_rules > NB_MAX_QRULES)
