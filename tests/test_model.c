@@ -8,6 +8,7 @@
 #include <signal.h>
 #include <sys/resource.h>
 
+#include "../data/dataset.h"
 #include "../train/checkpoint.h"
 #include "../train/import_llama2c.h"
 #include "../train/model.h"
@@ -548,22 +549,6 @@ static void env_free(env *e) {
     nb_arena_free(&e->a);
 }
 
-/* Before ops/ is merged the forward fails with "not available in this build yet": skip then. */
-static int ops_pending(void) {
-    nb_model m;
-    nb_model_config c = tiny_config(1);
-    ck_assert_int_eq(nb_model_init(&m, &c), NB_OK);
-    env e;
-    env_init(&e);
-    nb_tensor *ids = nb_tensor_zeros(&e.a, NB_I32, 2, (int64_t[]){1, 2}), *logits;
-    nb_status s = nb_model_forward(&e.t, &m, ids, NULL, &logits, NULL);
-    int pending = s == NB_EUNSUPPORTED && strstr(nb_errmsg(), "not available in this build yet");
-    if (pending) printf("SKIP: ops not merged yet (%s)\n", nb_errmsg());
-    env_free(&e);
-    nb_model_free(&m);
-    return pending;
-}
-
 static nb_tensor *ids_tensor(nb_arena *a, int B, int T, const int32_t *v) {
     nb_tensor *x = nb_tensor_new(a, NB_I32, 2, (int64_t[]){B, T});
     memcpy(x->data, v, (size_t)B * T * sizeof(int32_t));
@@ -584,7 +569,6 @@ static double ref_loss(const double *ref, const double *prompt, long T, int V) {
 }
 
 START_TEST(test_forward_matches_reference) {
-    if (ops_pending()) return;
     char *json = slurp(REFERENCE, NULL);
     double *prompt, *ref;
     long T = json_numbers(json, "prompt_tokens", &prompt);
@@ -650,7 +634,6 @@ END_TEST
 
 /* Random tiny models (tied and untied, grouped kv heads, batch 2): decode == tape forward. */
 START_TEST(test_decode_equals_forward_random) {
-    if (ops_pending()) return;
     for (int tied = 0; tied <= 1; tied++) {
         nb_model m;
         nb_model_config c = tiny_config(tied);
@@ -698,7 +681,6 @@ static float model_loss(nb_model *m, env *e, const int32_t *ids, const int32_t *
 
 /* Gradients of the whole model against central differences (a few entries of every parameter). */
 START_TEST(test_model_gradient) {
-    if (ops_pending()) return;
     nb_model m;
     nb_model_config c = tiny_config(0);
     ck_assert_int_eq(nb_model_init(&m, &c), NB_OK);
@@ -740,7 +722,6 @@ END_TEST
 
 /* A tiny random model trains on one fixed batch with plain SGD: the loss must drop clearly. */
 START_TEST(test_tiny_model_learns) {
-    if (ops_pending()) return;
     nb_model m;
     nb_model_config c = tiny_config(1);
     ck_assert_int_eq(nb_model_init(&m, &c), NB_OK);
@@ -766,6 +747,50 @@ START_TEST(test_tiny_model_learns) {
 }
 END_TEST
 
+/* stories260K on TinyStories text: reference.json's heldout_loss_20x512 (1.53864 nats over the first
+   20 windows of 512 predictions of train_sample_heldout.txt, BOS before each story). */
+START_TEST(test_heldout_loss_matches_reference) {
+    nb_model m;
+    ck_assert_int_eq(nb_llama2c_load(MODEL_BIN, &m), NB_OK);
+    nb_tokenizer *tok;
+    ck_assert_int_eq(nb_tokenizer_llama2c_load(NB_TEST_DATA("stories260K/tok512.bin"), 512, &tok), NB_OK);
+    nb_tokens toks;
+    ck_assert_int_eq(nb_text_tokenize_file(tok, NB_TEST_DATA("tinystories/train_sample_heldout.txt"), &toks), NB_OK);
+    int sanitized = getenv("NB_SANITIZE") != NULL;
+    int64_t nw = nb_tokens_eval_count(&toks, 512);
+    int64_t want_w = sanitized ? 2 : (getenv("NB_FULL_HELDOUT") ? nw : 20);
+    ck_assert_int_ge(nw, 20);
+    env e;
+    env_init(&e);
+    nb_tape_grad(&e.t, 0);
+    double sum = 0;
+    int64_t count = 0;
+    for (int64_t i = 0; i < want_w; i++) {
+        const int32_t *x, *y;
+        int len = nb_tokens_eval_window(&toks, 512, i, &x, &y);
+        nb_arena_reset(&e.a);
+        nb_tape_reset(&e.t);
+        nb_tensor *logits, *loss;
+        ck_assert_int_eq(nb_model_forward(&e.t, &m, ids_tensor(&e.a, 1, len, x), ids_tensor(&e.a, 1, len, y), &logits,
+                                          &loss), NB_OK);
+        sum += (double)nb_f32(loss)[0] * len;
+        count += len;
+    }
+    double loss = sum / (double)count;
+    printf("stories260K heldout loss over %lld windows (%lld predictions): %.5f (reference 20x512: 1.53864)\n",
+           (long long)want_w, (long long)count, loss);
+    if (want_w == 20) {
+        ck_assert_int_eq(count, 10240);
+        ck_assert_msg(fabs(loss - 1.53864) < 2e-4, "loss %f", loss);
+    } else
+        ck_assert(loss > 1.0 && loss < 2.5);
+    env_free(&e);
+    nb_tokens_free(&toks);
+    nb_tokenizer_free(tok);
+    nb_model_free(&m);
+}
+END_TEST
+
 NB_SUITE("model") {
     tcase_add_test(tc, test_import_config);
     tcase_add_test(tc, test_decode_matches_reference);
@@ -779,4 +804,5 @@ NB_SUITE("model") {
     tcase_add_test(tc, test_decode_equals_forward_random);
     tcase_add_test(tc, test_model_gradient);
     tcase_add_test(tc, test_tiny_model_learns);
+    tcase_add_test(tc, test_heldout_loss_matches_reference);
 }
