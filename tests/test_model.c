@@ -468,6 +468,23 @@ START_TEST(test_ckpt_bad_files) {
     ck_assert_int_eq(nb_ckpt_save(bad, &c2), NB_EINVAL);
     c2.sets[0] = (nb_ckpt_set){"optim/../x", &m.params};
     ck_assert_int_eq(nb_ckpt_save(bad, &c2), NB_EINVAL);
+    /* a recipe of 50 kB is fine, one over the limit is refused with a message */
+    char *big = malloc(NB_CKPT_MAX_STRING + 2);
+    memset(big, 'a', NB_CKPT_MAX_STRING + 1);
+    big[NB_CKPT_MAX_STRING + 1] = 0;
+    nb_ckpt_contents c3 = {.config = m.cfg, .params = &m.params, .recipe = big};
+    ck_assert_int_eq(nb_ckpt_save(bad, &c3), NB_EINVAL);
+    ck_assert_ptr_nonnull(strstr(nb_errmsg(), "recipe"));
+    big[50000] = 0;
+    ck_assert_int_eq(nb_ckpt_save(bad, &c3), NB_OK);
+    nb_ckpt *cb;
+    ck_assert_int_eq(nb_ckpt_open(bad, &cb), NB_OK);
+    char *rv;
+    ck_assert_int_eq(nb_ckpt_read_attr(cb, "recipe", &rv), NB_OK);
+    ck_assert_str_eq(rv, big);
+    nb_free(rv);
+    nb_ckpt_close(cb);
+    free(big);
     unlink(bad);
     unlink(path);
     free(bytes);

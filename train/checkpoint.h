@@ -8,7 +8,8 @@
      /<set path>/<name>     extra paramsets: set "optim.m" is stored under /optim/m, "quant" under /quant
      /rng/<name>            uint64 (3): seed, stream, counter of a named generator
      /tokenizer             group written by nb_tokenizer_save_h5 (optional)
-   Writes are atomic (PATH.tmp-<pid>, flush, close, fsync, rename); a failed write leaves any old
+   Strings are fixed-length NUL-padded UTF-8 (h5py returns bytes); variable-length strings are
+   refused when reading (HDF5's global heap parser hangs on corrupted files). Writes are atomic (PATH.tmp-<pid>, flush, close, fsync, rename); a failed write leaves any old
    PATH untouched. Reads validate every dataset's type and shape against what the caller expects:
    sizes are never taken from the file on trust. */
 #ifndef NB_CHECKPOINT_H
@@ -24,6 +25,7 @@
 #define NB_CKPT_MAX_SETS 8
 #define NB_CKPT_MAX_RNGS 8
 #define NB_CKPT_MAX_ATTRS 16
+#define NB_CKPT_MAX_STRING 60000 /* bytes of one string attribute (HDF5 header message limit) */
 
 /* An extra paramset: name is [A-Za-z0-9_] words joined by '.', e.g. "optim.m", "optim.v", "quant";
    not "params", "config", "rng" or "tokenizer". Its tensors keep their own names and shapes. */
@@ -39,7 +41,7 @@ typedef struct nb_ckpt_rng {
 
 typedef struct nb_ckpt_attr {
     const char *key;   /* [A-Za-z0-9_.]; not a reserved root attribute (format, version, step, recipe) */
-    const char *value; /* any UTF-8 text (JSON welcome) */
+    const char *value; /* any UTF-8 text (JSON welcome), at most NB_CKPT_MAX_STRING bytes */
 } nb_ckpt_attr;
 
 /* What a checkpoint holds. Everything is borrowed; only config and params are required. */
@@ -51,7 +53,7 @@ typedef struct nb_ckpt_contents {
     nb_ckpt_set sets[NB_CKPT_MAX_SETS];
     int n_rngs;
     nb_ckpt_rng rngs[NB_CKPT_MAX_RNGS];
-    const char *recipe;               /* recipe text or NULL */
+    const char *recipe;               /* recipe text or NULL (at most NB_CKPT_MAX_STRING bytes) */
     const nb_tokenizer *tokenizer;    /* or NULL */
     int n_attrs;
     nb_ckpt_attr attrs[NB_CKPT_MAX_ATTRS];
