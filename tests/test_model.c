@@ -416,6 +416,22 @@ START_TEST(test_ckpt_bad_files) {
         ck_assert_msg(s == NB_EFORMAT, "cut at %ld: status %d (%s)", cuts[i], s, nb_errmsg());
         ck_assert_ptr_nonnull(strstr(nb_errmsg(), bad));
     }
+    /* corrupted bytes anywhere (header, HDF5 metadata, tensor data) are caught by the checksum */
+    long flips[] = {20, 600, n / 2, n - 10};
+    for (size_t i = 0; i < sizeof flips / sizeof flips[0]; i++) {
+        bytes[flips[i]] ^= 0x5a;
+        spit(bad, bytes, n);
+        bytes[flips[i]] ^= 0x5a;
+        nb_model m2;
+        ck_assert_int_eq(nb_model_load_file(bad, &m2), NB_EFORMAT);
+        ck_assert_msg(strstr(nb_errmsg(), "checksum mismatch") || strstr(nb_errmsg(), "header says"),
+                      "flip at %ld: %s", flips[i], nb_errmsg());
+    }
+    /* a valid HDF5 file that is not a nibble checkpoint */
+    hid_t hf = H5Fcreate(bad, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    ck_assert_int_ge(hf, 0);
+    H5Fclose(hf);
+    expect_load_error(bad, NB_EFORMAT, "an HDF5 file without nibble's checkpoint header");
     /* not HDF5 at all */
     spit(bad, "dim: 64\nthis is a recipe, not a checkpoint\n", 40);
     nb_ckpt *c;

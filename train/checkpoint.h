@@ -1,4 +1,8 @@
 /* checkpoint.h: HDF5 checkpoints that h5py can read.
+   The file starts with a 512-byte HDF5 user block holding nibble's seal (magic "NBCKPT\1\n", file
+   size, 64-bit hash of the rest; see checkpoint.c): the loader verifies it before libhdf5 parses
+   anything, so truncated or corrupted files are refused with a message, never parsed. h5py and
+   HDF5 tools skip the user block. Editing a checkpoint in place (e.g. with h5py) breaks the seal.
    Layout (format "nibble-checkpoint", version 1):
      /                      attrs: format, version, step (int64), recipe (string, optional),
                             free-form string attributes (nb_ckpt_contents.attrs)
@@ -67,9 +71,9 @@ nb_status nb_ckpt_save(const char *path, const nb_ckpt_contents *c);
 
 typedef struct nb_ckpt nb_ckpt; /* an open checkpoint (opaque) */
 
-/* Opens path, checks it is a nibble checkpoint and reads its config (checked with
-   nb_model_config_check). Missing file: NB_EIO; not HDF5, truncated, foreign, bad config:
-   NB_EFORMAT naming the file. */
+/* Opens path, verifies the seal (size and hash), checks it is a nibble checkpoint and reads its
+   config (checked with nb_model_config_check). Missing file: NB_EIO; not HDF5, truncated,
+   corrupted, foreign, bad config: NB_EFORMAT naming the file. */
 nb_status nb_ckpt_open(const char *path, nb_ckpt **out);
 void nb_ckpt_close(nb_ckpt *c); /* NULL is fine */
 const char *nb_ckpt_path(const nb_ckpt *c);
