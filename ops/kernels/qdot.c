@@ -1,0 +1,226 @@
+/* qdot.c: scalar twins (the spec) of the integer dot kernels, and the dispatch to AVX2/AVX-512. */
+#include "qdot.h"
+
+#include <math.h>
+#include <string.h>
+
+#include "../../core/fp16.h"
+#include "../../core/simd.h"
+
+/* SIMD twins (qdot_avx2.c, qdot_avx512.c) */
+#if NB_HAVE_AVX2
+int32_t nb_isum_i8_avx2(int64_t n, const int8_t *a, const int8_t *b);
+float nb_dot_q8_0_q8_0_avx2(int64_t n, const nb_blk_q8_0 *w, const nb_blk_q8_0 *x);
+float nb_dot_q4_0_q8_0_avx2(int64_t n, const nb_blk_q4_0 *w, const nb_blk_q8_0 *x);
+float nb_dot_i4_i8_avx2(int64_t n, int64_t group, const uint8_t *w, const float *ws, const int8_t *wz,
+                        const int8_t *x, const float *xs);
+float nb_dot_f32_avx2(int64_t n, const float *w, const float *x);
+float nb_dot_f16_avx2(int64_t n, const uint16_t *w, const float *x);
+void nb_quantize_act_q8_0_avx2(const float *x, nb_blk_q8_0 *y, int64_t n);
+#endif
+#if NB_HAVE_AVX512
+int32_t nb_isum_i8_avx512(int64_t n, const int8_t *a, const int8_t *b);
+float nb_dot_q8_0_q8_0_avx512(int64_t n, const nb_blk_q8_0 *w, const nb_blk_q8_0 *x);
+float nb_dot_q4_0_q8_0_avx512(int64_t n, const nb_blk_q4_0 *w, const nb_blk_q8_0 *x);
+float nb_dot_i4_i8_avx512(int64_t n, int64_t group, const uint8_t *w, const float *ws, const int8_t *wz,
+                          const int8_t *x, const float *xs);
+float nb_dot_f32_avx512(int64_t n, const float *w, const float *x);
+#endif
+
+/* ---- activation quantizers ---- */
+
+void nb_quantize_act_q8_0_ref(const float *x, nb_blk_q8_0 *y, int64_t n) {
+    for (int64_t b = 0; b < n / NB_QK; b++) {
+        const float *xb = x + b * NB_QK;
+        float amax = 0.0f;
+        for (int j = 0; j < NB_QK; j++) amax = fmaxf(amax, fabsf(xb[j]));
+        y[b].d = nb_fp32_to_fp16(amax / 127.0f);
+        float id = amax != 0.0f ? 127.0f / amax : 0.0f;
+        for (int j = 0; j < NB_QK; j++) y[b].qs[j] = (int8_t)nearbyintf(xb[j] * id); /* half to even */
+    }
+}
+
+void nb_quantize_act_i8_ref(const float *x, int8_t *q, float *s, int64_t n, int64_t group) {
+    for (int64_t g0 = 0, g = 0; g0 < n; g0 += group, g++) {
+        int64_t len = n - g0 < group ? n - g0 : group;
+        float amax = 0.0f;
+        for (int64_t j = 0; j < len; j++) amax = fmaxf(amax, fabsf(x[g0 + j]));
+        float sc = amax / 127.0f;
+        s[g] = sc;
+        for (int64_t j = 0; j < len; j++) q[g0 + j] = sc != 0.0f ? (int8_t)roundf(x[g0 + j] / sc) : 0;
+    }
+}
+
+/* The i8 quantizer is division-bound and runs once per activation row; it has no SIMD twin. */
+void nb_quantize_act_i8(const float *x, int8_t *q, float *s, int64_t n, int64_t group) {
+    nb_quantize_act_i8_ref(x, q, s, n, group);
+}
+
+void nb_quantize_act_q8_0(const float *x, nb_blk_q8_0 *y, int64_t n) {
+#if NB_HAVE_AVX2
+    if (nb_simd_active() >= NB_SIMD_AVX2) {
+        nb_quantize_act_q8_0_avx2(x, y, n);
+        return;
+    }
+#endif
+    nb_quantize_act_q8_0_ref(x, y, n);
+}
+
+/* ---- integer sums ---- */
+
+int32_t nb_isum_i8_ref(int64_t n, const int8_t *a, const int8_t *b) {
+    int32_t s = 0;
+    for (int64_t i = 0; i < n; i++) s += (int32_t)a[i] * b[i];
+    return s;
+}
+
+int32_t nb_isum_i8(int64_t n, const int8_t *a, const int8_t *b) {
+#if NB_HAVE_AVX512
+    if (nb_simd_has_vnni()) return nb_isum_i8_avx512(n, a, b);
+#endif
+#if NB_HAVE_AVX2
+    if (nb_simd_active() >= NB_SIMD_AVX2) return nb_isum_i8_avx2(n, a, b);
+#endif
+    return nb_isum_i8_ref(n, a, b);
+}
+
+static int32_t isum_range(int64_t n, const int8_t *x) {
+    int32_t s = 0;
+    for (int64_t i = 0; i < n; i++) s += x[i];
+    return s;
+}
+
+/* ---- block dots ---- */
+
+float nb_dot_q8_0_q8_0_ref(int64_t n, const nb_blk_q8_0 *w, const nb_blk_q8_0 *x) {
+    float acc = 0.0f;
+    for (int64_t b = 0; b < n / NB_QK; b++) {
+        int32_t s = 0;
+        for (int j = 0; j < NB_QK; j++) s += (int32_t)w[b].qs[j] * x[b].qs[j];
+        acc = fmaf((float)s, nb_fp16_to_fp32(w[b].d) * nb_fp16_to_fp32(x[b].d), acc);
+    }
+    return acc;
+}
+
+float nb_dot_q4_0_q8_0_ref(int64_t n, const nb_blk_q4_0 *w, const nb_blk_q8_0 *x) {
+    float acc = 0.0f;
+    for (int64_t b = 0; b < n / NB_QK; b++) {
+        int32_t s = 0;
+        for (int j = 0; j < NB_QK / 2; j++) {
+            s += ((w[b].qs[j] & 15) - 8) * x[b].qs[j];
+            s += ((w[b].qs[j] >> 4) - 8) * x[b].qs[j + NB_QK / 2];
+        }
+        acc = fmaf((float)s, nb_fp16_to_fp32(w[b].d) * nb_fp16_to_fp32(x[b].d), acc);
+    }
+    return acc;
+}
+
+float nb_dot_q8_0_q8_0(int64_t n, const nb_blk_q8_0 *w, const nb_blk_q8_0 *x) {
+#if NB_HAVE_AVX512
+    if (nb_simd_has_vnni()) return nb_dot_q8_0_q8_0_avx512(n, w, x);
+#endif
+#if NB_HAVE_AVX2
+    if (nb_simd_active() >= NB_SIMD_AVX2) return nb_dot_q8_0_q8_0_avx2(n, w, x);
+#endif
+    return nb_dot_q8_0_q8_0_ref(n, w, x);
+}
+
+float nb_dot_q4_0_q8_0(int64_t n, const nb_blk_q4_0 *w, const nb_blk_q8_0 *x) {
+#if NB_HAVE_AVX512
+    if (nb_simd_has_vnni()) return nb_dot_q4_0_q8_0_avx512(n, w, x);
+#endif
+#if NB_HAVE_AVX2
+    if (nb_simd_active() >= NB_SIMD_AVX2) return nb_dot_q4_0_q8_0_avx2(n, w, x);
+#endif
+    return nb_dot_q4_0_q8_0_ref(n, w, x);
+}
+
+/* ---- nibble int8 / int4 group dots ---- */
+
+float nb_dot_i8_i8_ref(int64_t n, int64_t group, const int8_t *w, const float *ws, const int8_t *wz,
+                       const int8_t *x, const float *xs) {
+    float acc = 0.0f;
+    for (int64_t g0 = 0, g = 0; g0 < n; g0 += group, g++) {
+        int64_t len = n - g0 < group ? n - g0 : group;
+        int32_t s = nb_isum_i8_ref(len, w + g0, x + g0);
+        if (wz) s -= (int32_t)wz[g] * isum_range(len, x + g0);
+        acc = fmaf((float)s * ws[g], xs[g], acc);
+    }
+    return acc;
+}
+
+float nb_dot_i8_i8(int64_t n, int64_t group, const int8_t *w, const float *ws, const int8_t *wz, const int8_t *x,
+                   const float *xs) {
+    if (group < 16) return nb_dot_i8_i8_ref(n, group, w, ws, wz, x, xs); /* tiny groups: scalar wins */
+    float acc = 0.0f;
+    for (int64_t g0 = 0, g = 0; g0 < n; g0 += group, g++) {
+        int64_t len = n - g0 < group ? n - g0 : group;
+        int32_t s = nb_isum_i8(len, w + g0, x + g0);
+        if (wz) s -= (int32_t)wz[g] * isum_range(len, x + g0);
+        acc = fmaf((float)s * ws[g], xs[g], acc);
+    }
+    return acc;
+}
+
+float nb_dot_i4_i8_ref(int64_t n, int64_t group, const uint8_t *w, const float *ws, const int8_t *wz,
+                       const int8_t *x, const float *xs) {
+    float acc = 0.0f;
+    for (int64_t g0 = 0, g = 0; g0 < n; g0 += group, g++) {
+        int64_t len = n - g0 < group ? n - g0 : group;
+        int32_t s = 0;
+        for (int64_t j = 0; j < len; j++) s += nb_i4_get(w, g0 + j) * x[g0 + j];
+        if (wz) s -= (int32_t)wz[g] * isum_range(len, x + g0);
+        acc = fmaf((float)s * ws[g], xs[g], acc);
+    }
+    return acc;
+}
+
+float nb_dot_i4_i8(int64_t n, int64_t group, const uint8_t *w, const float *ws, const int8_t *wz, const int8_t *x,
+                   const float *xs) {
+    /* the SIMD twins need every group to start on a byte: even group sizes of 32 or more */
+    if (group < 32 || (group & 1)) return nb_dot_i4_i8_ref(n, group, w, ws, wz, x, xs);
+#if NB_HAVE_AVX512
+    if (nb_simd_has_vnni()) return nb_dot_i4_i8_avx512(n, group, w, ws, wz, x, xs);
+#endif
+#if NB_HAVE_AVX2
+    if (nb_simd_active() >= NB_SIMD_AVX2) return nb_dot_i4_i8_avx2(n, group, w, ws, wz, x, xs);
+#endif
+    return nb_dot_i4_i8_ref(n, group, w, ws, wz, x, xs);
+}
+
+/* ---- float dots: 16 interleaved partial sums (fused multiply-add), then a fixed tree ---- */
+
+static float tree16(float *s) {
+    for (int w = 8; w >= 1; w /= 2)
+        for (int j = 0; j < w; j++) s[j] += s[j + w];
+    return s[0];
+}
+
+float nb_dot_f32_ref(int64_t n, const float *w, const float *x) {
+    float s[16] = {0};
+    for (int64_t i = 0; i < n; i++) s[i & 15] = fmaf(w[i], x[i], s[i & 15]);
+    return tree16(s);
+}
+
+float nb_dot_f16_ref(int64_t n, const uint16_t *w, const float *x) {
+    float s[16] = {0};
+    for (int64_t i = 0; i < n; i++) s[i & 15] = fmaf(nb_fp16_to_fp32(w[i]), x[i], s[i & 15]);
+    return tree16(s);
+}
+
+float nb_dot_f32(int64_t n, const float *w, const float *x) {
+#if NB_HAVE_AVX512
+    if (nb_simd_active() >= NB_SIMD_AVX512) return nb_dot_f32_avx512(n, w, x);
+#endif
+#if NB_HAVE_AVX2
+    if (nb_simd_active() >= NB_SIMD_AVX2) return nb_dot_f32_avx2(n, w, x);
+#endif
+    return nb_dot_f32_ref(n, w, x);
+}
+
+float nb_dot_f16(int64_t n, const uint16_t *w, const float *x) {
+#if NB_HAVE_AVX2
+    if (nb_simd_active() >= NB_SIMD_AVX2) return nb_dot_f16_avx2(n, w, x);
+#endif
+    return nb_dot_f16_ref(n, w, x);
+}

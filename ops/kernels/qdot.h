@@ -1,0 +1,88 @@
+/* qdot.h: integer dot-product kernels of the inference runtime: ggml's Q8_0 and Q4_0 blocks
+   against Q8_0 activations, and nibble's int8/int4 per-row or per-group weights against int8
+   activations quantized with the same groups. Every kernel has a scalar `_ref` twin that is the
+   spec; the SIMD versions (qdot_avx2.c, qdot_avx512.c) compute the same integer sums and add the
+   per-block float terms in the same order, so their results are bit-identical to the twins. */
+#ifndef NB_QDOT_H
+#define NB_QDOT_H
+
+#include <assert.h>
+#include <stdint.h>
+
+/* llama.cpp's block_q8_0: 32 int8 codes and one fp16 scale; x[j] = d * qs[j]. 34 bytes. */
+#define NB_QK 32
+typedef struct nb_blk_q8_0 {
+    uint16_t d;         /* fp16 scale */
+    int8_t qs[NB_QK];   /* codes */
+} nb_blk_q8_0;
+static_assert(sizeof(nb_blk_q8_0) == 34, "block_q8_0 is 34 bytes");
+
+/* llama.cpp's block_q4_0: 32 4-bit codes and one fp16 scale; element j (0..15) is the low nibble
+   of qs[j], element j+16 its high nibble; x = d * (code - 8). 18 bytes. */
+typedef struct nb_blk_q4_0 {
+    uint16_t d;
+    uint8_t qs[NB_QK / 2];
+} nb_blk_q4_0;
+static_assert(sizeof(nb_blk_q4_0) == 18, "block_q4_0 is 18 bytes");
+
+/* ---- activation quantizers ---- */
+
+/* x (n floats, n % 32 == 0) -> n/32 Q8_0 blocks, as llama.cpp's x86 CPU path quantizes the
+   activation row of a Q4_0/Q8_0 matmul: amax = max |x|, d = amax / 127 (stored fp16),
+   q = round-half-even(x * (127 / amax)), 0 when amax == 0. */
+void nb_quantize_act_q8_0(const float *x, nb_blk_q8_0 *y, int64_t n);
+void nb_quantize_act_q8_0_ref(const float *x, nb_blk_q8_0 *y, int64_t n);
+
+/* x (n floats) -> int8 codes q (n) and fp32 scales s (ceil(n / group)), one per group of `group`
+   consecutive elements (the last group may be shorter): s = amax / 127, q = round(x / s) (halves
+   away from zero), as llama2.c's runq.c quantizes activations; s = 0 gives q = 0. */
+void nb_quantize_act_i8(const float *x, int8_t *q, float *s, int64_t n, int64_t group);
+void nb_quantize_act_i8_ref(const float *x, int8_t *q, float *s, int64_t n, int64_t group);
+
+/* ---- dot products of one weight row with one quantized activation row ---- */
+
+/* sum over blocks b in order: acc = fma((float)isum_b, d_w[b] * d_x[b], acc); n % 32 == 0. This is
+   ggml_vec_dot_q8_0_q8_0's (and q4_0_q8_0's) formula; isum_b is the exact int32 block sum. The
+   explicit fma fixes the rounding whatever the compiler flags (the SIMD files build with -mfma). */
+float nb_dot_q8_0_q8_0(int64_t n, const nb_blk_q8_0 *w, const nb_blk_q8_0 *x);
+float nb_dot_q8_0_q8_0_ref(int64_t n, const nb_blk_q8_0 *w, const nb_blk_q8_0 *x);
+float nb_dot_q4_0_q8_0(int64_t n, const nb_blk_q4_0 *w, const nb_blk_q8_0 *x);
+float nb_dot_q4_0_q8_0_ref(int64_t n, const nb_blk_q4_0 *w, const nb_blk_q8_0 *x);
+
+/* int8 weight row w (n codes), weight scales ws and optional zero points wz (NULL: symmetric), one
+   per group, against int8 activations x with scales xs on the same groups:
+   acc = fma((float)(sum_k w_k x_k - z_g sum_k x_k) * ws[g], xs[g], acc), groups in order. */
+float nb_dot_i8_i8(int64_t n, int64_t group, const int8_t *w, const float *ws, const int8_t *wz, const int8_t *x,
+                   const float *xs);
+float nb_dot_i8_i8_ref(int64_t n, int64_t group, const int8_t *w, const float *ws, const int8_t *wz,
+                       const int8_t *x, const float *xs);
+/* Same with int4 weights packed two per byte: element 2k in the low nibble of w[k], 2k+1 in the
+   high nibble, codes are two's-complement 4-bit values -8..7. */
+float nb_dot_i4_i8(int64_t n, int64_t group, const uint8_t *w, const float *ws, const int8_t *wz, const int8_t *x,
+                   const float *xs);
+float nb_dot_i4_i8_ref(int64_t n, int64_t group, const uint8_t *w, const float *ws, const int8_t *wz,
+                       const int8_t *x, const float *xs);
+
+/* Exact int32 sums: the building blocks (exposed for tests). */
+int32_t nb_isum_i8(int64_t n, const int8_t *a, const int8_t *b);
+int32_t nb_isum_i8_ref(int64_t n, const int8_t *a, const int8_t *b);
+
+/* fp32 dot (F32 weights), fixed order: 16 interleaved partial sums over the row, then summed
+   pairwise; the SIMD version adds in the same order, so it is bit-identical to the twin. */
+float nb_dot_f32(int64_t n, const float *w, const float *x);
+float nb_dot_f32_ref(int64_t n, const float *w, const float *x);
+/* fp16 weights (converted on the fly, same summation order as nb_dot_f32). */
+float nb_dot_f16(int64_t n, const uint16_t *w, const float *x);
+float nb_dot_f16_ref(int64_t n, const uint16_t *w, const float *x);
+
+/* int4 packing helpers (two's complement nibbles, element 2k low). */
+static inline int nb_i4_get(const uint8_t *p, int64_t i) {
+    int v = (p[i >> 1] >> ((i & 1) * 4)) & 15;
+    return v >= 8 ? v - 16 : v;
+}
+static inline void nb_i4_set(uint8_t *p, int64_t i, int v) {
+    int sh = (int)(i & 1) * 4;
+    p[i >> 1] = (uint8_t)((p[i >> 1] & ~(15 << sh)) | ((v & 15) << sh));
+}
+
+#endif

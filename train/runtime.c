@@ -1,0 +1,614 @@
+/* runtime.c: the integer inference runtime: quantized matmul drivers, forward pass with KV cache,
+   generation, evaluation and model description. Loaders live in runtime_io.c and the formats. */
+#include "runtime.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "../core/fp16.h"
+#include "../core/rng.h"
+#include "../ops/kernels/qdot.h"
+
+const char *nb_qtype_name(nb_qtype t) {
+    switch (t) {
+    case NB_QT_F32: return "f32";
+    case NB_QT_F16: return "f16";
+    case NB_QT_Q8_0: return "q8_0";
+    case NB_QT_Q4_0: return "q4_0";
+    case NB_QT_I8: return "int8";
+    case NB_QT_I4: return "int4";
+    }
+    return "?";
+}
+
+int nb_qtype_parse(const char *s) {
+    for (int t = 0; t <= NB_QT_I4; t++)
+        if (!strcmp(s, nb_qtype_name((nb_qtype)t))) return t;
+    if (!strcmp(s, "i8")) return NB_QT_I8;
+    if (!strcmp(s, "i4")) return NB_QT_I4;
+    return -1;
+}
+
+int64_t nb_qtensor_ngroups(const nb_qtensor *t) {
+    if (t->type != NB_QT_I8 && t->type != NB_QT_I4) return 0;
+    return (t->cols + t->group - 1) / t->group;
+}
+
+size_t nb_qtensor_row_bytes(nb_qtype type, int64_t cols) {
+    switch (type) {
+    case NB_QT_F32: return (size_t)cols * 4;
+    case NB_QT_F16: return (size_t)cols * 2;
+    case NB_QT_Q8_0: return (size_t)(cols / NB_QK) * sizeof(nb_blk_q8_0);
+    case NB_QT_Q4_0: return (size_t)(cols / NB_QK) * sizeof(nb_blk_q4_0);
+    case NB_QT_I8: return (size_t)cols;
+    case NB_QT_I4: return (size_t)(cols + 1) / 2;
+    }
+    return 0;
+}
+
+void nb_qtensor_dequant_row(const nb_qtensor *t, int64_t r, float *out) {
+    const uint8_t *row = (const uint8_t *)t->data + (size_t)r * nb_qtensor_row_bytes(t->type, t->cols);
+    int64_t n = t->cols, ng = nb_qtensor_ngroups(t);
+    switch (t->type) {
+    case NB_QT_F32: memcpy(out, row, (size_t)n * 4); break;
+    case NB_QT_F16:
+        for (int64_t i = 0; i < n; i++) out[i] = nb_fp16_to_fp32(((const uint16_t *)row)[i]);
+        break;
+    case NB_QT_Q8_0: {
+        const nb_blk_q8_0 *b = (const nb_blk_q8_0 *)row;
+        for (int64_t i = 0; i < n; i++) out[i] = nb_fp16_to_fp32(b[i / NB_QK].d) * b[i / NB_QK].qs[i % NB_QK];
+        break;
+    }
+    case NB_QT_Q4_0: {
+        const nb_blk_q4_0 *b = (const nb_blk_q4_0 *)row;
+        for (int64_t i = 0; i < n; i++) {
+            int j = (int)(i % NB_QK);
+            uint8_t byte = b[i / NB_QK].qs[j % 16];
+            int q = (j < 16 ? byte & 15 : byte >> 4) - 8;
+            out[i] = nb_fp16_to_fp32(b[i / NB_QK].d) * q;
+        }
+        break;
+    }
+    case NB_QT_I8:
+    case NB_QT_I4:
+        for (int64_t i = 0; i < n; i++) {
+            int64_t g = i / t->group;
+            int q = t->type == NB_QT_I8 ? ((const int8_t *)row)[i] : nb_i4_get(row, i);
+            int z = t->zeros ? t->zeros[r * ng + g] : 0;
+            out[i] = t->scales[r * ng + g] * (float)(q - z);
+        }
+        break;
+    }
+}
+
+/* ---- model memory ---- */
+
+void *nb_qmodel_alloc(nb_qmodel *m, size_t bytes) {
+    if (m->n_allocs == m->cap_allocs) {
+        int cap = m->cap_allocs ? 2 * m->cap_allocs : 64;
+        void **a = nb_realloc(m->allocs, (size_t)cap * sizeof(void *));
+        if (!a) return NULL;
+        m->allocs = a;
+        m->cap_allocs = cap;
+    }
+    void *p = nb_calloc(1, bytes ? bytes : 1);
+    if (p) m->allocs[m->n_allocs++] = p;
+    return p;
+}
+
+void nb_qmodel_free(nb_qmodel *m) {
+    if (!m) return;
+    for (int i = 0; i < m->n_allocs; i++) nb_free(m->allocs[i]);
+    nb_free(m->allocs);
+    nb_free(m);
+}
+
+nb_status nb_qconfig_check(const nb_qconfig *c, const char *what) {
+    if (c->dim <= 0 || c->hidden_dim <= 0 || c->n_layers <= 0 || c->n_heads <= 0 || c->n_kv_heads <= 0 ||
+        c->vocab <= 0 || c->seq_len <= 0)
+        return nb_fail(NB_EFORMAT, "%s: config has a non-positive size (dim %d hidden %d layers %d heads %d kv_heads %d "
+                       "vocab %d seq_len %d)", what, c->dim, c->hidden_dim, c->n_layers, c->n_heads, c->n_kv_heads,
+                       c->vocab, c->seq_len);
+    if (c->dim > (1 << 16) || c->hidden_dim > (1 << 18) || c->n_layers > 1024 || c->vocab > (1 << 22) ||
+        c->seq_len > (1 << 20) || c->n_heads > 1024)
+        return nb_fail(NB_EFORMAT, "%s: config sizes are implausibly large (dim %d hidden %d layers %d vocab %d seq_len %d)",
+                       what, c->dim, c->hidden_dim, c->n_layers, c->vocab, c->seq_len);
+    if (c->dim % c->n_heads || c->n_heads % c->n_kv_heads || (c->dim / c->n_heads) % 2)
+        return nb_fail(NB_EFORMAT, "%s: dim %d, n_heads %d, n_kv_heads %d do not fit (heads must divide dim, kv heads "
+                       "divide heads, head size even)", what, c->dim, c->n_heads, c->n_kv_heads);
+    if (!(c->norm_eps > 0 && c->norm_eps < 1) || !(c->rope_theta > 1))
+        return nb_fail(NB_EFORMAT, "%s: bad norm_eps %g or rope_theta %g", what, c->norm_eps, c->rope_theta);
+    return NB_OK;
+}
+
+static void set_shape(nb_qtensor *t, int64_t rows, int64_t cols) {
+    memset(t, 0, sizeof *t);
+    t->type = NB_QT_F32;
+    t->rows = rows;
+    t->cols = cols;
+}
+
+nb_status nb_qmodel_new(const nb_qconfig *cfg, nb_qmodel **out) {
+    *out = NULL;
+    NB_TRY(nb_qconfig_check(cfg, "model"));
+    nb_qmodel *m = nb_calloc(1, sizeof *m);
+    if (!m) return NB_ENOMEM;
+    m->cfg = *cfg;
+    m->layers = nb_qmodel_alloc(m, (size_t)cfg->n_layers * sizeof(nb_qlayer));
+    if (!m->layers) {
+        nb_qmodel_free(m);
+        return NB_ENOMEM;
+    }
+    int C = cfg->dim, H = cfg->hidden_dim, kv = cfg->dim / cfg->n_heads * cfg->n_kv_heads;
+    set_shape(&m->tok_emb, cfg->vocab, C);
+    set_shape(&m->norm, 1, C);
+    set_shape(&m->classifier, cfg->vocab, C);
+    for (int l = 0; l < cfg->n_layers; l++) {
+        nb_qlayer *L = &m->layers[l];
+        set_shape(&L->attn_norm, 1, C);
+        set_shape(&L->ffn_norm, 1, C);
+        set_shape(&L->wq, C, C);
+        set_shape(&L->wk, kv, C);
+        set_shape(&L->wv, kv, C);
+        set_shape(&L->wo, C, C);
+        set_shape(&L->w1, H, C);
+        set_shape(&L->w2, C, H);
+        set_shape(&L->w3, H, C);
+    }
+    *out = m;
+    return NB_OK;
+}
+
+/* ---- state ---- */
+
+nb_status nb_qstate_init(nb_qstate *s, const nb_qmodel *m, int max_batch) {
+    memset(s, 0, sizeof *s);
+    const nb_qconfig *c = &m->cfg;
+    if (max_batch < 1) max_batch = 1;
+    s->max_batch = max_batch;
+    size_t B = (size_t)max_batch, kv = (size_t)c->dim / c->n_heads * c->n_kv_heads;
+    s->x = nb_calloc(B * c->dim, 4);
+    s->xb = nb_calloc(B * c->dim, 4);
+    s->xb2 = nb_calloc(B * c->dim, 4);
+    s->q = nb_calloc(B * c->dim, 4);
+    s->hb = nb_calloc(B * c->hidden_dim, 4);
+    s->hb2 = nb_calloc(B * c->hidden_dim, 4);
+    s->att = nb_calloc(B * c->n_heads * (size_t)c->seq_len, 4);
+    s->key_cache = nb_calloc((size_t)c->n_layers * c->seq_len * kv, 4);
+    s->value_cache = nb_calloc((size_t)c->n_layers * c->seq_len * kv, 4);
+    if (!s->x || !s->xb || !s->xb2 || !s->q || !s->hb || !s->hb2 || !s->att || !s->key_cache || !s->value_cache) {
+        nb_qstate_free(s);
+        return nb_fail(NB_ENOMEM, "runtime state: out of memory (batch %d, seq_len %d)", max_batch, c->seq_len);
+    }
+    return NB_OK;
+}
+
+void nb_qstate_free(nb_qstate *s) {
+    nb_free(s->x);
+    nb_free(s->xb);
+    nb_free(s->xb2);
+    nb_free(s->q);
+    nb_free(s->hb);
+    nb_free(s->hb2);
+    nb_free(s->att);
+    nb_free(s->key_cache);
+    nb_free(s->value_cache);
+    nb_free(s->qbuf);
+    memset(s, 0, sizeof *s);
+}
+
+static void *scratch(nb_qstate *s, size_t bytes) {
+    if (bytes > s->qcap) {
+        void *p = nb_realloc(s->qbuf, bytes);
+        if (!p) return NULL;
+        s->qbuf = p;
+        s->qcap = bytes;
+    }
+    return s->qbuf;
+}
+
+/* ---- matmul drivers ---- */
+
+nb_status nb_qmatmul(const nb_qtensor *W, const float *X, int64_t T, float *Y, nb_qstate *s) {
+    const int64_t R = W->rows, K = W->cols;
+    const size_t rb = nb_qtensor_row_bytes(W->type, K);
+    const uint8_t *wd = W->data;
+    const int par = R * K * T > 32768;
+    switch (W->type) {
+    case NB_QT_F32:
+    case NB_QT_F16: {
+#pragma omp parallel for schedule(static) if (par)
+        for (int64_t r = 0; r < R; r++)
+            for (int64_t t = 0; t < T; t++)
+                Y[t * R + r] = W->type == NB_QT_F32 ? nb_dot_f32(K, (const float *)(wd + r * rb), X + t * K)
+                                                    : nb_dot_f16(K, (const uint16_t *)(wd + r * rb), X + t * K);
+        return NB_OK;
+    }
+    case NB_QT_Q8_0:
+    case NB_QT_Q4_0: {
+        const int64_t nb = K / NB_QK;
+        nb_blk_q8_0 *xq = scratch(s, (size_t)(T * nb) * sizeof(nb_blk_q8_0));
+        if (!xq) return NB_ENOMEM;
+        for (int64_t t = 0; t < T; t++) nb_quantize_act_q8_0(X + t * K, xq + t * nb, K);
+#pragma omp parallel for schedule(static) if (par)
+        for (int64_t r = 0; r < R; r++)
+            for (int64_t t = 0; t < T; t++)
+                Y[t * R + r] = W->type == NB_QT_Q8_0
+                                   ? nb_dot_q8_0_q8_0(K, (const nb_blk_q8_0 *)(wd + r * rb), xq + t * nb)
+                                   : nb_dot_q4_0_q8_0(K, (const nb_blk_q4_0 *)(wd + r * rb), xq + t * nb);
+        return NB_OK;
+    }
+    case NB_QT_I8:
+    case NB_QT_I4: {
+        const int64_t ng = nb_qtensor_ngroups(W);
+        size_t xrow = (size_t)((K + 63) & ~63) + (size_t)ng * 4; /* codes, then scales (16-aligned) */
+        xrow = (xrow + 63) & ~(size_t)63;
+        uint8_t *buf = scratch(s, xrow * (size_t)T);
+        if (!buf) return NB_ENOMEM;
+        for (int64_t t = 0; t < T; t++)
+            nb_quantize_act_i8(X + t * K, (int8_t *)(buf + t * xrow), (float *)(buf + t * xrow + ((K + 63) & ~63)), K,
+                               W->group);
+#pragma omp parallel for schedule(static) if (par)
+        for (int64_t r = 0; r < R; r++)
+            for (int64_t t = 0; t < T; t++) {
+                const int8_t *xq = (const int8_t *)(buf + t * xrow);
+                const float *xs = (const float *)(buf + t * xrow + ((K + 63) & ~63));
+                const int8_t *z = W->zeros ? W->zeros + r * ng : NULL;
+                Y[t * R + r] = W->type == NB_QT_I8
+                                   ? nb_dot_i8_i8(K, W->group, (const int8_t *)(wd + r * rb), W->scales + r * ng, z, xq, xs)
+                                   : nb_dot_i4_i8(K, W->group, wd + r * rb, W->scales + r * ng, z, xq, xs);
+            }
+        return NB_OK;
+    }
+    }
+    return nb_fail(NB_EINVAL, "qmatmul: unknown weight type %d", (int)W->type);
+}
+
+/* ---- forward: llama2.c run.c ---- */
+
+static void rmsnorm(float *o, const float *x, const float *w, int n, float eps) {
+    float ss = 0.0f;
+    for (int j = 0; j < n; j++) ss += x[j] * x[j];
+    ss = 1.0f / sqrtf(ss / n + eps);
+    for (int j = 0; j < n; j++) o[j] = w[j] * (ss * x[j]);
+}
+
+static void softmax(float *x, int n) {
+    float mx = x[0];
+    for (int i = 1; i < n; i++) mx = fmaxf(mx, x[i]);
+    float sum = 0.0f;
+    for (int i = 0; i < n; i++) {
+        x[i] = expf(x[i] - mx);
+        sum += x[i];
+    }
+    for (int i = 0; i < n; i++) x[i] /= sum;
+}
+
+/* Rotate pairs (2i, 2i+1) of each head by pos * theta^(-2i/hs) (q over dim, k over kv_dim). */
+static void rope(float *q, float *k, int dim, int kv_dim, int hs, int pos, float theta) {
+    for (int i = 0; i < dim; i += 2) {
+        int hd = i % hs;
+        float freq = 1.0f / powf(theta, hd / (float)hs);
+        float val = pos * freq, fcr = cosf(val), fci = sinf(val);
+        for (int v = 0; v < (i < kv_dim ? 2 : 1); v++) {
+            float *vec = v == 0 ? q : k;
+            float v0 = vec[i], v1 = vec[i + 1];
+            vec[i] = v0 * fcr - v1 * fci;
+            vec[i + 1] = v0 * fci + v1 * fcr;
+        }
+    }
+}
+
+static nb_status forward_chunk(const nb_qmodel *m, nb_qstate *s, const int32_t *tok, int B, int pos, float *logits,
+                               int all_logits) {
+    const nb_qconfig *c = &m->cfg;
+    const int C = c->dim, H = c->hidden_dim, hs = C / c->n_heads;
+    const int kv_dim = hs * c->n_kv_heads, kv_mul = c->n_heads / c->n_kv_heads;
+    for (int b = 0; b < B; b++) {
+        if (tok[b] < 0 || tok[b] >= c->vocab)
+            return nb_fail(NB_EINVAL, "forward: token %d at position %d is outside the vocabulary (%d)", tok[b], pos + b,
+                           c->vocab);
+        nb_qtensor_dequant_row(&m->tok_emb, tok[b], s->x + (size_t)b * C);
+    }
+    for (int l = 0; l < c->n_layers; l++) {
+        const nb_qlayer *L = &m->layers[l];
+        float *kc = s->key_cache + (size_t)l * c->seq_len * kv_dim;
+        float *vc = s->value_cache + (size_t)l * c->seq_len * kv_dim;
+        for (int b = 0; b < B; b++)
+            rmsnorm(s->xb + (size_t)b * C, s->x + (size_t)b * C, L->attn_norm.data, C, c->norm_eps);
+        /* q, k, v for all rows; k and v land in the cache at their positions */
+        NB_TRY(nb_qmatmul(&L->wq, s->xb, B, s->q, s));
+        NB_TRY(nb_qmatmul(&L->wk, s->xb, B, kc + (size_t)pos * kv_dim, s));
+        NB_TRY(nb_qmatmul(&L->wv, s->xb, B, vc + (size_t)pos * kv_dim, s));
+        for (int b = 0; b < B; b++)
+            rope(s->q + (size_t)b * C, kc + (size_t)(pos + b) * kv_dim, C, kv_dim, hs, pos + b, c->rope_theta);
+        /* causal attention, one (row, head) pair per iteration */
+#pragma omp parallel for schedule(static) if (B * c->n_heads > 8)
+        for (int bh = 0; bh < B * c->n_heads; bh++) {
+            int b = bh / c->n_heads, h = bh % c->n_heads, p = pos + b;
+            const float *q = s->q + (size_t)b * C + h * hs;
+            float *att = s->att + ((size_t)b * c->n_heads + h) * c->seq_len;
+            for (int t = 0; t <= p; t++) {
+                const float *k = kc + (size_t)t * kv_dim + (h / kv_mul) * hs;
+                float score = 0.0f;
+                for (int i = 0; i < hs; i++) score += q[i] * k[i];
+                att[t] = score / sqrtf((float)hs);
+            }
+            softmax(att, p + 1);
+            float *xb = s->xb + (size_t)b * C + h * hs;
+            memset(xb, 0, (size_t)hs * sizeof(float));
+            for (int t = 0; t <= p; t++) {
+                const float *v = vc + (size_t)t * kv_dim + (h / kv_mul) * hs;
+                for (int i = 0; i < hs; i++) xb[i] += att[t] * v[i];
+            }
+        }
+        NB_TRY(nb_qmatmul(&L->wo, s->xb, B, s->xb2, s));
+        for (size_t i = 0; i < (size_t)B * C; i++) s->x[i] += s->xb2[i];
+        /* SwiGLU FFN: w2(silu(w1 x) * w3 x) */
+        for (int b = 0; b < B; b++)
+            rmsnorm(s->xb + (size_t)b * C, s->x + (size_t)b * C, L->ffn_norm.data, C, c->norm_eps);
+        NB_TRY(nb_qmatmul(&L->w1, s->xb, B, s->hb, s));
+        NB_TRY(nb_qmatmul(&L->w3, s->xb, B, s->hb2, s));
+        for (size_t i = 0; i < (size_t)B * H; i++) {
+            float v = s->hb[i];
+            v *= 1.0f / (1.0f + expf(-v));
+            s->hb[i] = v * s->hb2[i];
+        }
+        NB_TRY(nb_qmatmul(&L->w2, s->hb, B, s->xb, s));
+        for (size_t i = 0; i < (size_t)B * C; i++) s->x[i] += s->xb[i];
+    }
+    int b0 = all_logits ? 0 : B - 1;
+    for (int b = b0; b < B; b++) rmsnorm(s->xb + (size_t)b * C, s->x + (size_t)b * C, m->norm.data, C, c->norm_eps);
+    return nb_qmatmul(&m->classifier, s->xb + (size_t)b0 * C, B - b0, logits, s);
+}
+
+nb_status nb_qmodel_forward(const nb_qmodel *m, nb_qstate *s, const int32_t *tokens, int T, int pos, float *logits,
+                            int all_logits) {
+    if (T < 1 || pos < 0 || pos + T > m->cfg.seq_len)
+        return nb_fail(NB_EINVAL, "forward: positions %d..%d exceed the context length %d", pos, pos + T - 1,
+                       m->cfg.seq_len);
+    for (int t0 = 0; t0 < T; t0 += s->max_batch) {
+        int B = T - t0 < s->max_batch ? T - t0 : s->max_batch;
+        int last = t0 + B == T;
+        if (!all_logits && !last) {
+            /* intermediate chunk: logits not wanted, compute the last row only into a scratch */
+            float *tmp = nb_malloc((size_t)m->cfg.vocab * sizeof(float));
+            if (!tmp) return NB_ENOMEM;
+            nb_status st = forward_chunk(m, s, tokens + t0, B, pos + t0, tmp, 0);
+            nb_free(tmp);
+            NB_TRY(st);
+        } else {
+            NB_TRY(forward_chunk(m, s, tokens + t0, B, pos + t0,
+                                 all_logits ? logits + (size_t)t0 * m->cfg.vocab : logits, all_logits));
+        }
+    }
+    return NB_OK;
+}
+
+/* ---- generation and evaluation ---- */
+
+static int argmax(const float *x, int n) {
+    int best = 0;
+    for (int i = 1; i < n; i++)
+        if (x[i] > x[best]) best = i;
+    return best;
+}
+
+static const float *g_probs; /* qsort context (single-threaded caller) */
+static int by_prob_desc(const void *a, const void *b) {
+    float pa = g_probs[*(const int *)a], pb = g_probs[*(const int *)b];
+    return pa < pb ? 1 : pa > pb ? -1 : *(const int *)a - *(const int *)b;
+}
+
+/* Sample from softmax(logits / temp), restricted to the nucleus of mass top_p when 0 < top_p < 1. */
+static int sample(float *logits, int n, float temp, float top_p, nb_rng *r, int *idx) {
+    for (int i = 0; i < n; i++) logits[i] /= temp;
+    softmax(logits, n);
+    float u = nb_rng_uniform(r);
+    int k = n;
+    for (int i = 0; i < n; i++) idx[i] = i;
+    if (top_p > 0 && top_p < 1) {
+        g_probs = logits;
+        qsort(idx, (size_t)n, sizeof(int), by_prob_desc);
+        float mass = 0.0f;
+        for (k = 0; k < n;) {
+            mass += logits[idx[k++]];
+            if (mass >= top_p) break;
+        }
+        u *= mass;
+    }
+    float acc = 0.0f;
+    for (int i = 0; i < k; i++) {
+        acc += logits[idx[i]];
+        if (u < acc) return idx[i];
+    }
+    return idx[k - 1];
+}
+
+nb_status nb_runtime_generate(const nb_qmodel *m, const int32_t *prompt, int n_prompt, const nb_gen_opts *o,
+                              int32_t *out, int *n_out) {
+    *n_out = 0;
+    if (n_prompt < 1) return nb_fail(NB_EINVAL, "generate: empty prompt (give at least BOS)");
+    int V = m->cfg.vocab;
+    int max_new = o->max_new;
+    if (n_prompt + max_new > m->cfg.seq_len) max_new = m->cfg.seq_len - n_prompt;
+    if (max_new < 0) return nb_fail(NB_EINVAL, "generate: prompt of %d tokens exceeds the context %d", n_prompt,
+                                    m->cfg.seq_len);
+    nb_qstate s;
+    NB_TRY(nb_qstate_init(&s, m, n_prompt < 64 ? n_prompt : 64));
+    float *logits = nb_malloc((size_t)V * sizeof(float));
+    int *idx = nb_malloc((size_t)V * sizeof(int));
+    nb_status st = logits && idx ? NB_OK : NB_ENOMEM;
+    nb_rng r = nb_rng_make(o->seed, 7);
+    if (st == NB_OK) st = nb_qmodel_forward(m, &s, prompt, n_prompt, 0, logits, 0);
+    int pos = n_prompt;
+    for (int i = 0; st == NB_OK && i < max_new; i++) {
+        int next = o->temperature <= 0 ? argmax(logits, V) : sample(logits, V, o->temperature, o->top_p, &r, idx);
+        out[(*n_out)++] = next;
+        if (o->emit) o->emit(o->ctx, next);
+        if (o->stop_at_eos && next == m->vocab.eos && m->vocab.n) break;
+        if (i + 1 < max_new) {
+            int32_t t = next;
+            st = nb_qmodel_forward(m, &s, &t, 1, pos++, logits, 0);
+        }
+    }
+    nb_free(logits);
+    nb_free(idx);
+    nb_qstate_free(&s);
+    return st;
+}
+
+nb_status nb_runtime_eval_tokens(const nb_qmodel *m, const int32_t *tokens, int64_t n, int window, double *loss,
+                                 double *top1, int64_t *count) {
+    if (window < 2 || window > m->cfg.seq_len) window = m->cfg.seq_len;
+    int V = m->cfg.vocab;
+    nb_qstate s;
+    NB_TRY(nb_qstate_init(&s, m, 64));
+    float *logits = nb_malloc((size_t)window * V * sizeof(float));
+    if (!logits) {
+        nb_qstate_free(&s);
+        return NB_ENOMEM;
+    }
+    double sum = 0.0;
+    int64_t cnt = 0, hits = 0;
+    nb_status st = NB_OK;
+    for (int64_t w0 = 0; w0 + 1 < n && st == NB_OK; w0 += window) {
+        int T = n - w0 < window ? (int)(n - w0) : window;
+        st = nb_qmodel_forward(m, &s, tokens + w0, T, 0, logits, 1);
+        for (int t = 0; st == NB_OK && t + 1 < T; t++) {
+            const float *lg = logits + (size_t)t * V;
+            int y = tokens[w0 + t + 1];
+            float mx = lg[0];
+            for (int i = 1; i < V; i++) mx = fmaxf(mx, lg[i]);
+            double z = 0.0;
+            for (int i = 0; i < V; i++) z += exp((double)lg[i] - mx);
+            sum += log(z) + mx - lg[y];
+            hits += argmax(lg, V) == y;
+            cnt++;
+        }
+    }
+    nb_free(logits);
+    nb_qstate_free(&s);
+    NB_TRY(st);
+    *loss = cnt ? sum / cnt : 0.0;
+    if (top1) *top1 = cnt ? (double)hits / cnt : 0.0;
+    if (count) *count = cnt;
+    return NB_OK;
+}
+
+/* ---- description ---- */
+
+typedef struct sbuf {
+    char *p;
+    size_t n, cap;
+    int oom;
+} sbuf;
+
+static void sb_printf(sbuf *b, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+static void sb_printf(sbuf *b, const char *fmt, ...) {
+    if (b->oom) return;
+    for (;;) {
+        va_list ap;
+        va_start(ap, fmt);
+        int k = vsnprintf(b->p ? b->p + b->n : NULL, b->p ? b->cap - b->n : 0, fmt, ap);
+        va_end(ap);
+        if (k < 0) return;
+        if (b->p && b->n + (size_t)k < b->cap) {
+            b->n += (size_t)k;
+            return;
+        }
+        size_t cap = (b->cap + (size_t)k + 1) * 2;
+        char *q = nb_realloc(b->p, cap);
+        if (!q) {
+            b->oom = 1;
+            return;
+        }
+        b->p = q;
+        b->cap = cap;
+    }
+}
+
+static size_t tensor_bytes(const nb_qtensor *t) {
+    size_t b = (size_t)t->rows * nb_qtensor_row_bytes(t->type, t->cols);
+    int64_t ng = nb_qtensor_ngroups(t);
+    b += (size_t)(t->rows * ng) * (4 + (t->zeros ? 1 : 0));
+    return b;
+}
+
+static void info_tensor(sbuf *b, int json, int *first, const char *name, const nb_qtensor *t) {
+    if (json)
+        sb_printf(b, "%s{\"name\": \"%s\", \"type\": \"%s\", \"shape\": [%lld, %lld], \"group\": %lld, \"bytes\": %zu}",
+                  *first ? "" : ", ", name, nb_qtype_name(t->type), (long long)t->rows, (long long)t->cols,
+                  (long long)t->group, tensor_bytes(t));
+    else
+        sb_printf(b, "  %-28s %-5s (%lld, %lld)%s%s %zu bytes\n", name, nb_qtype_name(t->type), (long long)t->rows,
+                  (long long)t->cols, t->group ? " group " : "", t->group ? "" : "", tensor_bytes(t));
+    *first = 0;
+}
+
+nb_status nb_runtime_info(const nb_qmodel *m, int json, char **text) {
+    sbuf b = {0};
+    const nb_qconfig *c = &m->cfg;
+    size_t total = 0;
+    int first = 1;
+    if (json)
+        sb_printf(&b, "{\"source\": \"%s\", \"dim\": %d, \"hidden_dim\": %d, \"n_layers\": %d, \"n_heads\": %d, "
+                  "\"n_kv_heads\": %d, \"vocab_size\": %d, \"seq_len\": %d, \"tied\": %s, \"norm_eps\": %g, "
+                  "\"rope_theta\": %g, \"tensors\": [",
+                  m->source ? m->source : "", c->dim, c->hidden_dim, c->n_layers, c->n_heads, c->n_kv_heads, c->vocab,
+                  c->seq_len, c->tied ? "true" : "false", c->norm_eps, c->rope_theta);
+    else
+        sb_printf(&b, "model %s\n  dim %d, hidden %d, layers %d, heads %d (kv %d), vocab %d, seq_len %d, %s classifier\n",
+                  m->source ? m->source : "", c->dim, c->hidden_dim, c->n_layers, c->n_heads, c->n_kv_heads, c->vocab,
+                  c->seq_len, c->tied ? "tied" : "untied");
+    char nm[96];
+    info_tensor(&b, json, &first, "tok_emb", &m->tok_emb);
+    total += tensor_bytes(&m->tok_emb);
+    for (int l = 0; l < c->n_layers; l++) {
+        const nb_qlayer *L = &m->layers[l];
+        const nb_qtensor *ts[] = {&L->attn_norm, &L->wq, &L->wk, &L->wv, &L->wo, &L->ffn_norm, &L->w1, &L->w2, &L->w3};
+        const char *ns[] = {"attn_norm", "attn.wq", "attn.wk", "attn.wv", "attn.wo", "ffn_norm", "ffn.w1", "ffn.w2", "ffn.w3"};
+        for (int i = 0; i < 9; i++) {
+            snprintf(nm, sizeof nm, "layers.%d.%s", l, ns[i]);
+            info_tensor(&b, json, &first, nm, ts[i]);
+            total += tensor_bytes(ts[i]);
+        }
+    }
+    info_tensor(&b, json, &first, "norm", &m->norm);
+    total += tensor_bytes(&m->norm);
+    if (!c->tied) {
+        info_tensor(&b, json, &first, "classifier", &m->classifier);
+        total += tensor_bytes(&m->classifier);
+    }
+    if (json)
+        sb_printf(&b, "], \"weight_bytes\": %zu, \"vocab_entries\": %d}\n", total, m->vocab.n);
+    else
+        sb_printf(&b, "  weights: %zu bytes; vocabulary: %d entries%s\n", total, m->vocab.n,
+                  m->policy ? "; has policy" : "");
+    if (b.oom) {
+        nb_free(b.p);
+        return NB_ENOMEM;
+    }
+    *text = b.p;
+    return NB_OK;
+}
+
+const char *nb_qvocab_piece(const nb_qvocab *v, int prev, int id, size_t *len) {
+    static __thread char byte[2];
+    if (id < 0 || id >= v->n) {
+        *len = 0;
+        return "";
+    }
+    const char *p = v->pieces[id];
+    if (prev == v->bos && p[0] == ' ') p++;
+    unsigned int bv;
+    if (strlen(p) == 6 && sscanf(p, "<0x%02X>", &bv) == 1) {
+        byte[0] = (char)bv;
+        *len = 1;
+        return byte;
+    }
+    *len = strlen(p);
+    return p;
+}
