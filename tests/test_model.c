@@ -156,6 +156,57 @@ START_TEST(test_greedy_matches_reference) {
 }
 END_TEST
 
+START_TEST(test_config_from_recipe) {
+    nb_recipe_model rm = {0};
+    rm.dim = 128;
+    rm.n_layers = 4;
+    rm.n_heads = 4;
+    rm.seq_len = 64;
+    rm.norm_eps = 1e-5f;
+    rm.rope_theta = 10000.0f;
+    rm.tied_embeddings = 1;
+    nb_model_config c;
+    ck_assert_int_eq(nb_model_config_from_recipe(&rm, 65, &c), NB_OK);
+    ck_assert_int_eq(c.vocab_size, 65);      /* from the tokenizer */
+    ck_assert_int_eq(c.n_kv_heads, 4);       /* = n_heads */
+    ck_assert_int_eq(c.hidden_dim, 352);     /* 4*128*2/3 = 341 -> multiple of 32 */
+    ck_assert_int_eq(nb_model_default_hidden(288), 768); /* stories15M */
+    ck_assert_int_eq(c.tied, 1);
+    rm.n_heads = 3; /* does not divide 128 */
+    ck_assert_int_eq(nb_model_config_from_recipe(&rm, 65, &c), NB_EINVAL);
+    ck_assert_ptr_nonnull(strstr(nb_errmsg(), "n_heads = 3 does not divide dim = 128"));
+    rm.n_heads = 4;
+    rm.n_kv_heads = 3;
+    ck_assert_int_eq(nb_model_config_from_recipe(&rm, 65, &c), NB_EINVAL);
+    rm.n_kv_heads = 2;
+    ck_assert_int_eq(nb_model_config_from_recipe(&rm, 0, &c), NB_EINVAL); /* no vocabulary at all */
+    /* parameter count and table agree with the allocated model */
+    ck_assert_int_eq(nb_model_config_from_recipe(&rm, 65, &c), NB_OK);
+    nb_model m;
+    ck_assert_int_eq(nb_model_init(&m, &c), NB_OK);
+    ck_assert_int_eq(nb_model_numel(&m), nb_model_config_numel(&c));
+    int n;
+    nb_param_spec *specs;
+    ck_assert_int_eq(nb_model_specs(&c, &n, &specs), NB_OK);
+    ck_assert_int_eq(n, m.params.n);
+    for (int i = 0; i < n; i++) ck_assert_str_eq(specs[i].name, m.params.p[i].name);
+    nb_free(specs);
+    /* init: norms 1, wo scaled by 1/sqrt(2L), same seed -> same weights */
+    nb_model_init_random(&m, 0.02f, 9);
+    ck_assert(nb_f32(nb_model_param(&m, m.layers[1].ffn_norm))[5] == 1.0f);
+    double s2 = 0, s2o = 0;
+    int64_t nq = nb_numel(nb_model_param(&m, m.layers[0].wq)), no = nb_numel(nb_model_param(&m, m.layers[0].wo));
+    for (int64_t i = 0; i < nq; i++) s2 += pow(nb_f32(nb_model_param(&m, m.layers[0].wq))[i], 2);
+    for (int64_t i = 0; i < no; i++) s2o += pow(nb_f32(nb_model_param(&m, m.layers[0].wo))[i], 2);
+    ck_assert_double_lt(fabs(sqrt(s2 / nq) - 0.02), 0.001);
+    ck_assert_double_lt(fabs(sqrt(s2o / no) - 0.02 / sqrt(8.0)), 0.0005);
+    float w0 = m.params.data[123];
+    nb_model_init_random(&m, 0.02f, 9);
+    ck_assert(m.params.data[123] == w0);
+    nb_model_free(&m);
+}
+END_TEST
+
 START_TEST(test_sampler) {
     float logits[5] = {0.1f, 2.0f, 2.0f, -1.0f, 0.5f};
     nb_sampler s;
@@ -546,6 +597,19 @@ START_TEST(test_ckpt_atomic_write) {
     ck_assert_int_eq(nb_model_load_file(path, &back), NB_OK);
     ck_assert(same_set(&back.params, &small.params));
     nb_model_free(&back);
+    /* an allocation failure while building the image also leaves the old file */
+    for (long k = 0; k < 3; k++) {
+        nb_alloc_fail_after(k);
+        nb_status sa = nb_ckpt_save(path, &c);
+        nb_alloc_fail_after(-1);
+        if (sa == NB_OK) break; /* the save made fewer allocations than k */
+        ck_assert_int_eq(access(tmp, F_OK), -1);
+        nb_model back2;
+        ck_assert_int_eq(nb_model_load_file(path, &back2), NB_OK);
+        ck_assert(same_set(&back2.params, &small.params));
+        nb_model_free(&back2);
+    }
+    save_tiny(path, &small, NULL, NULL, NULL);
     /* a directory that does not exist */
     char nodir[600];
     snprintf(nodir, sizeof nodir, "%s.d/x/y.h5", path);
@@ -828,6 +892,7 @@ NB_SUITE("model") {
     tcase_add_test(tc, test_import_config);
     tcase_add_test(tc, test_decode_matches_reference);
     tcase_add_test(tc, test_greedy_matches_reference);
+    tcase_add_test(tc, test_config_from_recipe);
     tcase_add_test(tc, test_sampler);
     tcase_add_test(tc, test_import_refuses_bad_files);
     tcase_add_test(tc, test_ckpt_round_trip);
