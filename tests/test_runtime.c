@@ -89,7 +89,7 @@ START_TEST(test_block_dot_twins) {
 END_TEST
 
 START_TEST(test_group_dot_twins) {
-    const int n = 1000 + 3;
+    const int n = 1100;
     float *x = malloc(sizeof(float) * n), *w = malloc(sizeof(float) * n);
     nbt_fill(x, n, 21);
     nbt_fill(w, n, 22);
@@ -123,6 +123,29 @@ START_TEST(test_group_dot_twins) {
                     ck_assert_int_eq(nb_f32_bits(r), nb_f32_bits(s));
                 }
             }
+        }
+    }
+    /* whole chunks of 32 without zero points: the lane-ordered paths */
+    int lanes[][2] = {{32, 32}, {64, 32}, {96, 32}, {160, 160}, {288, 288}, {768, 64}, {1024, 1024}, {96, 96}, {192, 64}};
+    for (size_t k = 0; k < sizeof lanes / sizeof *lanes; k++) {
+        int len = lanes[k][0], g = lanes[k][1];
+        nb_quantize_act_i8(x, xq + 1, xs, len, g);
+        nb_rt_quantize_sym(w, len, g, 8, w8 + 1, ws);
+        memset(w4, 0, n);
+        for (int L = 0; L < nl; L++) {
+            nb_simd_force(lv[L]);
+            float r = nb_dot_i8_i8_ref(len, g, w8 + 1, ws, NULL, xq + 1, xs);
+            ck_assert_int_eq(nb_f32_bits(r), nb_f32_bits(nb_dot_i8_i8(len, g, w8 + 1, ws, NULL, xq + 1, xs)));
+            /* same value as the exact sum, up to rounding */
+            double e = 0;
+            for (int j = 0; j < len; j++) e += (double)w8[1 + j] * xq[1 + j] * ws[j / g] * xs[j / g];
+            ck_assert(fabs(r - e) <= 1e-4 * (1 + fabs(e)));
+        }
+        nb_rt_quantize_sym(w, len, g, 4, w4, ws);
+        for (int L = 0; L < nl; L++) {
+            nb_simd_force(lv[L]);
+            float r = nb_dot_i4_i8_ref(len, g, w4, ws, NULL, xq + 1, xs);
+            ck_assert_int_eq(nb_f32_bits(r), nb_f32_bits(nb_dot_i4_i8(len, g, w4, ws, NULL, xq + 1, xs)));
         }
     }
     nb_simd_force(nb_simd_detect());

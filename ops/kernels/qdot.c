@@ -17,6 +17,8 @@ float nb_dot_i4_i8_avx2(int64_t n, int64_t group, const uint8_t *w, const float 
 float nb_dot_f32_avx2(int64_t n, const float *w, const float *x);
 float nb_dot_f16_avx2(int64_t n, const uint16_t *w, const float *x);
 void nb_quantize_act_q8_0_avx2(const float *x, nb_blk_q8_0 *y, int64_t n);
+float nb_dot_i8_i8_lanes_avx2(int64_t n, int64_t group, const int8_t *w, const float *ws, const int8_t *x, const float *xs);
+float nb_dot_i4_i8_lanes_avx2(int64_t n, int64_t group, const uint8_t *w, const float *ws, const int8_t *x, const float *xs);
 #endif
 #if NB_HAVE_AVX512
 int32_t nb_isum_i8_avx512(int64_t n, const int8_t *a, const int8_t *b);
@@ -25,6 +27,8 @@ float nb_dot_q4_0_q8_0_avx512(int64_t n, const nb_blk_q4_0 *w, const nb_blk_q8_0
 float nb_dot_i4_i8_avx512(int64_t n, int64_t group, const uint8_t *w, const float *ws, const int8_t *wz,
                           const int8_t *x, const float *xs);
 float nb_dot_f32_avx512(int64_t n, const float *w, const float *x);
+float nb_dot_i8_i8_lanes_avx512(int64_t n, int64_t group, const int8_t *w, const float *ws, const int8_t *x, const float *xs);
+float nb_dot_i4_i8_lanes_avx512(int64_t n, int64_t group, const uint8_t *w, const float *ws, const int8_t *x, const float *xs);
 #endif
 
 /* ---- activation quantizers ---- */
@@ -92,27 +96,42 @@ static int32_t isum_range(int64_t n, const int8_t *x) {
 
 /* ---- block dots ---- */
 
+/* 8 float lanes, lane k accumulating the int sums of products 4k..4k+3 of each 32-element chunk
+   (what vpmaddubsw+vpmaddwd or vpdpbusd leave in a 256-bit register); then a fixed tree. */
+static float hsum8(float *l) {
+    for (int w = 4; w >= 1; w /= 2)
+        for (int j = 0; j < w; j++) l[j] += l[j + w];
+    return l[0];
+}
+
 float nb_dot_q8_0_q8_0_ref(int64_t n, const nb_blk_q8_0 *w, const nb_blk_q8_0 *x) {
-    float acc = 0.0f;
+    float lane[8] = {0};
     for (int64_t b = 0; b < n / NB_QK; b++) {
-        int32_t s = 0;
-        for (int j = 0; j < NB_QK; j++) s += (int32_t)w[b].qs[j] * x[b].qs[j];
-        acc = fmaf((float)s, nb_fp16_to_fp32(w[b].d) * nb_fp16_to_fp32(x[b].d), acc);
+        float d = nb_fp16_to_fp32(w[b].d) * nb_fp16_to_fp32(x[b].d);
+        for (int k = 0; k < 8; k++) {
+            int32_t s = 0;
+            for (int j = 4 * k; j < 4 * k + 4; j++) s += (int32_t)w[b].qs[j] * x[b].qs[j];
+            lane[k] = fmaf((float)s, d, lane[k]);
+        }
     }
-    return acc;
+    return hsum8(lane);
+}
+
+static inline int q4_0_elem(const nb_blk_q4_0 *b, int j) {
+    return (j < 16 ? b->qs[j] & 15 : b->qs[j - 16] >> 4) - 8;
 }
 
 float nb_dot_q4_0_q8_0_ref(int64_t n, const nb_blk_q4_0 *w, const nb_blk_q8_0 *x) {
-    float acc = 0.0f;
+    float lane[8] = {0};
     for (int64_t b = 0; b < n / NB_QK; b++) {
-        int32_t s = 0;
-        for (int j = 0; j < NB_QK / 2; j++) {
-            s += ((w[b].qs[j] & 15) - 8) * x[b].qs[j];
-            s += ((w[b].qs[j] >> 4) - 8) * x[b].qs[j + NB_QK / 2];
+        float d = nb_fp16_to_fp32(w[b].d) * nb_fp16_to_fp32(x[b].d);
+        for (int k = 0; k < 8; k++) {
+            int32_t s = 0;
+            for (int j = 4 * k; j < 4 * k + 4; j++) s += q4_0_elem(&w[b], j) * x[b].qs[j];
+            lane[k] = fmaf((float)s, d, lane[k]);
         }
-        acc = fmaf((float)s, nb_fp16_to_fp32(w[b].d) * nb_fp16_to_fp32(x[b].d), acc);
     }
-    return acc;
+    return hsum8(lane);
 }
 
 float nb_dot_q8_0_q8_0(int64_t n, const nb_blk_q8_0 *w, const nb_blk_q8_0 *x) {
@@ -137,8 +156,21 @@ float nb_dot_q4_0_q8_0(int64_t n, const nb_blk_q4_0 *w, const nb_blk_q8_0 *x) {
 
 /* ---- nibble int8 / int4 group dots ---- */
 
+/* Lane order applies when every group is whole chunks of 32 and symmetric: per group, the int sums
+   of lane k (products 4k..4k+3 of each chunk), then lane[k] = fma(lanesum, ws*xs, lane[k]). */
+static int lane_order(int64_t n, int64_t group, const int8_t *wz) { return !wz && group % 32 == 0 && n % group == 0; }
+
 float nb_dot_i8_i8_ref(int64_t n, int64_t group, const int8_t *w, const float *ws, const int8_t *wz,
                        const int8_t *x, const float *xs) {
+    if (lane_order(n, group, wz)) {
+        float lane[8] = {0};
+        for (int64_t g0 = 0, g = 0; g0 < n; g0 += group, g++) {
+            int32_t l[8] = {0};
+            for (int64_t j = 0; j < group; j++) l[(j & 31) >> 2] += (int32_t)w[g0 + j] * x[g0 + j];
+            for (int k = 0; k < 8; k++) lane[k] = fmaf((float)l[k], ws[g] * xs[g], lane[k]);
+        }
+        return hsum8(lane);
+    }
     float acc = 0.0f;
     for (int64_t g0 = 0, g = 0; g0 < n; g0 += group, g++) {
         int64_t len = n - g0 < group ? n - g0 : group;
@@ -151,6 +183,15 @@ float nb_dot_i8_i8_ref(int64_t n, int64_t group, const int8_t *w, const float *w
 
 float nb_dot_i8_i8(int64_t n, int64_t group, const int8_t *w, const float *ws, const int8_t *wz, const int8_t *x,
                    const float *xs) {
+    if (lane_order(n, group, wz)) {
+#if NB_HAVE_AVX512
+        if (nb_simd_has_vnni()) return nb_dot_i8_i8_lanes_avx512(n, group, w, ws, x, xs);
+#endif
+#if NB_HAVE_AVX2
+        if (nb_simd_active() >= NB_SIMD_AVX2) return nb_dot_i8_i8_lanes_avx2(n, group, w, ws, x, xs);
+#endif
+        return nb_dot_i8_i8_ref(n, group, w, ws, wz, x, xs);
+    }
     if (group < 16) return nb_dot_i8_i8_ref(n, group, w, ws, wz, x, xs); /* tiny groups: scalar wins */
     float acc = 0.0f;
     for (int64_t g0 = 0, g = 0; g0 < n; g0 += group, g++) {
@@ -164,6 +205,15 @@ float nb_dot_i8_i8(int64_t n, int64_t group, const int8_t *w, const float *ws, c
 
 float nb_dot_i4_i8_ref(int64_t n, int64_t group, const uint8_t *w, const float *ws, const int8_t *wz,
                        const int8_t *x, const float *xs) {
+    if (lane_order(n, group, wz)) {
+        float lane[8] = {0};
+        for (int64_t g0 = 0, g = 0; g0 < n; g0 += group, g++) {
+            int32_t l[8] = {0};
+            for (int64_t j = 0; j < group; j++) l[(j & 31) >> 2] += nb_i4_get(w, g0 + j) * x[g0 + j];
+            for (int k = 0; k < 8; k++) lane[k] = fmaf((float)l[k], ws[g] * xs[g], lane[k]);
+        }
+        return hsum8(lane);
+    }
     float acc = 0.0f;
     for (int64_t g0 = 0, g = 0; g0 < n; g0 += group, g++) {
         int64_t len = n - g0 < group ? n - g0 : group;
@@ -179,6 +229,15 @@ float nb_dot_i4_i8(int64_t n, int64_t group, const uint8_t *w, const float *ws, 
                    const float *xs) {
     /* the SIMD twins need every group to start on a byte: even group sizes of 32 or more */
     if (group < 32 || (group & 1)) return nb_dot_i4_i8_ref(n, group, w, ws, wz, x, xs);
+    if (lane_order(n, group, wz)) {
+#if NB_HAVE_AVX512
+        if (nb_simd_has_vnni()) return nb_dot_i4_i8_lanes_avx512(n, group, w, ws, x, xs);
+#endif
+#if NB_HAVE_AVX2
+        if (nb_simd_active() >= NB_SIMD_AVX2) return nb_dot_i4_i8_lanes_avx2(n, group, w, ws, x, xs);
+#endif
+        return nb_dot_i4_i8_ref(n, group, w, ws, wz, x, xs);
+    }
 #if NB_HAVE_AVX512
     if (nb_simd_has_vnni()) return nb_dot_i4_i8_avx512(n, group, w, ws, wz, x, xs);
 #endif
