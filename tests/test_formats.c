@@ -197,6 +197,9 @@ START_TEST(test_llama2c_v2_round_trip) {
     ck_assert_msg(nb_qmodel_open(p, NULL, &r) == NB_OK, "%s", nb_errmsg());
     ck_assert_int_eq(r->layers[2].w2.type, NB_QT_I8);
     ck_assert_int_eq(r->layers[2].w2.group, 4);
+    /* runq.c's layout: each layer's codes are followed by that layer's scales */
+    ck_assert_int_eq((char *)r->layers[1].wq.data - (char *)r->layers[0].wq.data, 64 * 64 + 64 * 64 / 4 * 4);
+    ck_assert_int_eq((char *)r->layers[0].wq.data - (char *)r->tok_emb.data, 512 * 64 + 512 * 64 / 4 * 4);
     /* writing the int8 model again copies codes and scales: identical file */
     ck_assert_int_eq(nb_llama2c_write_v2(r, p2, 64, NULL), NB_OK);
     size_t l1 = 0, l2 = 0;
