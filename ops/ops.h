@@ -60,5 +60,9 @@ nb_tensor *nb_attention(nb_tape *t, nb_tensor *q, nb_tensor *k, nb_tensor *v);
 /* Mean over rows of -log softmax(logits)[target]; logits (N, V) (or (B, T, V)), targets I32 with
    N elements; a target < 0 is ignored (not counted). -> shape (1). Fused stable log-softmax. */
 nb_tensor *nb_cross_entropy(nb_tape *t, nb_tensor *logits, nb_tensor *targets);
+/* Distillation: mean over rows of T^2 KL(softmax(teacher / T) || softmax(student / T)), logits
+   (..., V) of the same shape, T = temperature > 0. -> shape (1). Only the student gets a gradient
+   (T (q - p) / rows); the teacher is a constant even if it requires grad. */
+nb_tensor *nb_kl_div(nb_tape *t, nb_tensor *student_logits, nb_tensor *teacher_logits, float temperature);
 
 #endif

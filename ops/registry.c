@@ -11,9 +11,10 @@ extern const nb_opcase nb_opcases_rope[];
 extern const nb_opcase nb_opcases_activation[];
 extern const nb_opcase nb_opcases_attention[];
 extern const nb_opcase nb_opcases_loss[];
+extern const nb_opcase nb_opcases_fakequant[];
 
 const nb_opcase *const nb_opcase_tables[] = {
     nb_opcases_matmul,     nb_opcases_elementwise, nb_opcases_embed,     nb_opcases_norm,
-    nb_opcases_rope,       nb_opcases_activation,  nb_opcases_attention, nb_opcases_loss,
+    nb_opcases_rope,       nb_opcases_activation,  nb_opcases_attention, nb_opcases_loss, nb_opcases_fakequant,
     NULL,
 };

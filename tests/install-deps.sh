@@ -18,3 +18,10 @@ if ((${#missing[@]})); then
   $SUDO apt-get update -qq
   $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
+# llama.cpp for the GGUF cross-check: the npm package node-llama-cpp (prebuilt CPU binaries), only
+# when npm is present; the test that uses it is skipped otherwise.
+if [[ "${1:-}" == "--extras" ]] && command -v npm >/dev/null && [[ ! -d $HOME/.cache/nibble-npm/node_modules/node-llama-cpp ]]; then
+  echo "nibble: installing node-llama-cpp into ~/.cache/nibble-npm (GGUF cross-check)"
+  (mkdir -p "$HOME/.cache/nibble-npm" && cd "$HOME/.cache/nibble-npm" && { [[ -f package.json ]] || npm init -y >/dev/null; } \
+     && npm install --no-audit --no-fund node-llama-cpp >/dev/null 2>&1) || echo "nibble: node-llama-cpp not installed (GGUF test will be skipped)"
+fi

@@ -137,8 +137,13 @@ nb_status nb_recipe_set(nb_recipe *r, const char *assignment);
 nb_status nb_recipe_validate(const nb_recipe *r);
 /* The resolved recipe as YAML (every key, including defaults). Caller frees with nb_free. */
 char *nb_recipe_to_yaml(const nb_recipe *r);
-/* Markdown table of every key: path, type, default, range, help (for the README). */
+/* Markdown table of every key: path, type, default, range, help (for the README). Caller frees
+   with nb_free. */
 char *nb_recipe_reference(void);
+/* Every key path, i in 0..nb_recipe_key_count()-1 ("model.dim", ..., "quant.weights[].bits"); NULL
+   past the end. For --help listings and tests. */
+int nb_recipe_key_count(void);
+const char *nb_recipe_key_path(int i);
 void nb_recipe_free(nb_recipe *r);
 
 #endif

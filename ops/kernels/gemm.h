@@ -8,11 +8,21 @@
 
 #include <stdint.h>
 
-/* Dispatching entry point: picks the SIMD level (nb_simd_active) and threads with OpenMP. */
+/* Dispatching entry point: picks the SIMD level (nb_simd_active) and threads with OpenMP.
+   Packed, cache-blocked, register-tiled (AVX-512 14x32, AVX2 6x16); threads split the rows or
+   columns of C (never K), and only when the work is large enough, so the result is bit-identical
+   for any thread count. Packing buffers are per thread and grow once (no malloc in steady state). */
 void nb_sgemm(int ta, int tb, int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const float *B,
               int64_t ldb, float beta, float *C, int64_t ldc);
 /* The spec: plain loops, double-free fp32 accumulation in k order. Single thread. */
 void nb_sgemm_ref(int ta, int tb, int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const float *B,
                   int64_t ldb, float beta, float *C, int64_t ldc);
+
+/* Level entry points used by nb_sgemm (single-threaded, same contract; they return -1 when a
+   packing buffer cannot be allocated, and nb_sgemm then falls back to the reference). */
+int nb_sgemm_avx2(int ta, int tb, int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const float *B,
+                  int64_t ldb, float beta, float *C, int64_t ldc);
+int nb_sgemm_avx512(int ta, int tb, int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const float *B,
+                    int64_t ldb, float beta, float *C, int64_t ldc);
 
 #endif
