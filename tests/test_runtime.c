@@ -56,18 +56,18 @@ START_TEST(test_block_dot_twins) {
     nbt_fill(x, n, 11);
     nbt_fill(w, n, 12);
     char *raw = malloc(nbk * 34 * 3 + 16);
-    nb_blk_q8_0 *xq = (nb_blk_q8_0 *)(raw + 1), *wq = (nb_blk_q8_0 *)(raw + 1 + nbk * 34);
-    nb_blk_q4_0 *w4 = (nb_blk_q4_0 *)(raw + 3 + 2 * nbk * 34);
-    nb_blk_q8_0 *xr = malloc(sizeof(nb_blk_q8_0) * nbk);
-    nb_rt_quantize_q8_0(w, wq, n);
-    nb_rt_quantize_q4_0(w, w4, n);
+    nb_block_q8_0 *xq = (nb_block_q8_0 *)(raw + 1), *wq = (nb_block_q8_0 *)(raw + 1 + nbk * 34);
+    nb_block_q4_0 *w4 = (nb_block_q4_0 *)(raw + 3 + 2 * nbk * 34);
+    nb_block_q8_0 *xr = malloc(sizeof(nb_block_q8_0) * nbk);
+    nb_quantize_row_q8_0_ref(w, wq, n);
+    nb_quantize_row_q4_0_ref(w, w4, n);
     nb_simd_level lv[3];
     int nl = levels(lv);
     nb_quantize_act_q8_0_ref(x, xr, n);
     for (int L = 0; L < nl; L++) {
         nb_simd_force(lv[L]);
         nb_quantize_act_q8_0(x, xq, n);
-        ck_assert_int_eq(memcmp(xq, xr, sizeof(nb_blk_q8_0) * nbk), 0);
+        ck_assert_int_eq(memcmp(xq, xr, sizeof(nb_block_q8_0) * nbk), 0);
         for (int b = 1; b <= nbk; b += 3) {
             float r8 = nb_dot_q8_0_q8_0_ref(b * NB_QK, wq, xq), s8 = nb_dot_q8_0_q8_0(b * NB_QK, wq, xq);
             float r4 = nb_dot_q4_0_q8_0_ref(b * NB_QK, w4, xq), s4 = nb_dot_q4_0_q8_0(b * NB_QK, w4, xq);
@@ -180,7 +180,7 @@ START_TEST(test_act_quant_rules) {
     x[0] = 127.0f;
     x[1] = 2.5f;
     x[2] = -3.5f;
-    nb_blk_q8_0 b;
+    nb_block_q8_0 b;
     nb_quantize_act_q8_0_ref(x, &b, 32);
     ck_assert_int_eq(b.qs[0], 127);
     ck_assert_int_eq(b.qs[1], 2);

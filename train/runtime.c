@@ -40,8 +40,8 @@ size_t nb_qtensor_row_bytes(nb_qtype type, int64_t cols) {
     switch (type) {
     case NB_QT_F32: return (size_t)cols * 4;
     case NB_QT_F16: return (size_t)cols * 2;
-    case NB_QT_Q8_0: return (size_t)(cols / NB_QK) * sizeof(nb_blk_q8_0);
-    case NB_QT_Q4_0: return (size_t)(cols / NB_QK) * sizeof(nb_blk_q4_0);
+    case NB_QT_Q8_0: return (size_t)(cols / NB_QK) * sizeof(nb_block_q8_0);
+    case NB_QT_Q4_0: return (size_t)(cols / NB_QK) * sizeof(nb_block_q4_0);
     case NB_QT_I8: return (size_t)cols;
     case NB_QT_I4: return (size_t)(cols + 1) / 2;
     }
@@ -57,12 +57,12 @@ void nb_qtensor_dequant_row(const nb_qtensor *t, int64_t r, float *out) {
         for (int64_t i = 0; i < n; i++) out[i] = nb_fp16_to_fp32(((const uint16_t *)row)[i]);
         break;
     case NB_QT_Q8_0: {
-        const nb_blk_q8_0 *b = (const nb_blk_q8_0 *)row;
+        const nb_block_q8_0 *b = (const nb_block_q8_0 *)row;
         for (int64_t i = 0; i < n; i++) out[i] = nb_fp16_to_fp32(b[i / NB_QK].d) * b[i / NB_QK].qs[i % NB_QK];
         break;
     }
     case NB_QT_Q4_0: {
-        const nb_blk_q4_0 *b = (const nb_blk_q4_0 *)row;
+        const nb_block_q4_0 *b = (const nb_block_q4_0 *)row;
         for (int64_t i = 0; i < n; i++) {
             int j = (int)(i % NB_QK);
             uint8_t byte = b[i / NB_QK].qs[j % 16];
@@ -229,15 +229,15 @@ nb_status nb_qmatmul(const nb_qtensor *W, const float *X, int64_t T, float *Y, n
     case NB_QT_Q8_0:
     case NB_QT_Q4_0: {
         const int64_t nb = K / NB_QK;
-        nb_blk_q8_0 *xq = scratch(s, (size_t)(T * nb) * sizeof(nb_blk_q8_0));
+        nb_block_q8_0 *xq = scratch(s, (size_t)(T * nb) * sizeof(nb_block_q8_0));
         if (!xq) return NB_ENOMEM;
         for (int64_t t = 0; t < T; t++) nb_quantize_act_q8_0(X + t * K, xq + t * nb, K);
 #pragma omp parallel for schedule(static) if (par)
         for (int64_t r = 0; r < R; r++)
             for (int64_t t = 0; t < T; t++)
                 Y[t * R + r] = W->type == NB_QT_Q8_0
-                                   ? nb_dot_q8_0_q8_0(K, (const nb_blk_q8_0 *)(wd + r * rb), xq + t * nb)
-                                   : nb_dot_q4_0_q8_0(K, (const nb_blk_q4_0 *)(wd + r * rb), xq + t * nb);
+                                   ? nb_dot_q8_0_q8_0(K, (const nb_block_q8_0 *)(wd + r * rb), xq + t * nb)
+                                   : nb_dot_q4_0_q8_0(K, (const nb_block_q4_0 *)(wd + r * rb), xq + t * nb);
         return NB_OK;
     }
     case NB_QT_I8:

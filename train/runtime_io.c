@@ -45,39 +45,7 @@ int nb_rt_all_finite(const float *x, int64_t n) {
     return 1;
 }
 
-/* ---- reference weight quantizers ---- */
-
-void nb_rt_quantize_q8_0(const float *x, void *blocks, int64_t n) {
-    nb_blk_q8_0 *y = blocks;
-    for (int64_t b = 0; b < n / NB_QK; b++) {
-        float amax = 0.0f;
-        for (int j = 0; j < NB_QK; j++) amax = fmaxf(amax, fabsf(x[b * NB_QK + j]));
-        float d = amax / 127.0f, id = d ? 1.0f / d : 0.0f;
-        y[b].d = nb_fp32_to_fp16(d);
-        for (int j = 0; j < NB_QK; j++) y[b].qs[j] = (int8_t)roundf(x[b * NB_QK + j] * id);
-    }
-}
-
-void nb_rt_quantize_q4_0(const float *x, void *blocks, int64_t n) {
-    nb_blk_q4_0 *y = blocks;
-    for (int64_t b = 0; b < n / NB_QK; b++) {
-        const float *xb = x + b * NB_QK;
-        float amax = 0.0f, max = 0.0f; /* max keeps the sign of the largest magnitude */
-        for (int j = 0; j < NB_QK; j++)
-            if (amax < fabsf(xb[j])) {
-                amax = fabsf(xb[j]);
-                max = xb[j];
-            }
-        float d = max / -8.0f, id = d ? 1.0f / d : 0.0f;
-        y[b].d = nb_fp32_to_fp16(d);
-        for (int j = 0; j < NB_QK / 2; j++) {
-            int lo = (int8_t)(xb[j] * id + 8.5f), hi = (int8_t)(xb[j + 16] * id + 8.5f);
-            lo = lo < 15 ? lo : 15;
-            hi = hi < 15 ? hi : 15;
-            y[b].qs[j] = (uint8_t)(lo | (hi << 4));
-        }
-    }
-}
+/* ---- reference weight quantizers (ggml blocks: core/quant_blocks.h) ---- */
 
 void nb_rt_quantize_sym(const float *x, int64_t n, int64_t group, int bits, void *codes, float *scales) {
     int qmax = (1 << (bits - 1)) - 1;
@@ -123,8 +91,8 @@ nb_status nb_rt_quantize_tensor(nb_qmodel *m, const float *w, nb_qtensor *t) {
         case NB_QT_F16:
             for (int64_t i = 0; i < K; i++) ((uint16_t *)o)[i] = nb_fp32_to_fp16(x[i]);
             break;
-        case NB_QT_Q8_0: nb_rt_quantize_q8_0(x, o, K); break;
-        case NB_QT_Q4_0: nb_rt_quantize_q4_0(x, o, K); break;
+        case NB_QT_Q8_0: nb_quantize_row_q8_0_ref(x, (nb_block_q8_0 *)o, K); break;
+        case NB_QT_Q4_0: nb_quantize_row_q4_0_ref(x, (nb_block_q4_0 *)o, K); break;
         case NB_QT_I8: nb_rt_quantize_sym(x, K, t->group, 8, o, t->scales + r * ng); break;
         case NB_QT_I4: nb_rt_quantize_sym(x, K, t->group, 4, o, t->scales + r * ng); break;
         }

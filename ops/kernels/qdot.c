@@ -10,20 +10,20 @@
 /* SIMD twins (qdot_avx2.c, qdot_avx512.c) */
 #if NB_HAVE_AVX2
 int32_t nb_isum_i8_avx2(int64_t n, const int8_t *a, const int8_t *b);
-float nb_dot_q8_0_q8_0_avx2(int64_t n, const nb_blk_q8_0 *w, const nb_blk_q8_0 *x);
-float nb_dot_q4_0_q8_0_avx2(int64_t n, const nb_blk_q4_0 *w, const nb_blk_q8_0 *x);
+float nb_dot_q8_0_q8_0_avx2(int64_t n, const nb_block_q8_0 *w, const nb_block_q8_0 *x);
+float nb_dot_q4_0_q8_0_avx2(int64_t n, const nb_block_q4_0 *w, const nb_block_q8_0 *x);
 float nb_dot_i4_i8_avx2(int64_t n, int64_t group, const uint8_t *w, const float *ws, const int8_t *wz,
                         const int8_t *x, const float *xs);
 float nb_dot_f32_avx2(int64_t n, const float *w, const float *x);
 float nb_dot_f16_avx2(int64_t n, const uint16_t *w, const float *x);
-void nb_quantize_act_q8_0_avx2(const float *x, nb_blk_q8_0 *y, int64_t n);
+void nb_quantize_act_q8_0_avx2(const float *x, nb_block_q8_0 *y, int64_t n);
 float nb_dot_i8_i8_lanes_avx2(int64_t n, int64_t group, const int8_t *w, const float *ws, const int8_t *x, const float *xs);
 float nb_dot_i4_i8_lanes_avx2(int64_t n, int64_t group, const uint8_t *w, const float *ws, const int8_t *x, const float *xs);
 #endif
 #if NB_HAVE_AVX512
 int32_t nb_isum_i8_avx512(int64_t n, const int8_t *a, const int8_t *b);
-float nb_dot_q8_0_q8_0_avx512(int64_t n, const nb_blk_q8_0 *w, const nb_blk_q8_0 *x);
-float nb_dot_q4_0_q8_0_avx512(int64_t n, const nb_blk_q4_0 *w, const nb_blk_q8_0 *x);
+float nb_dot_q8_0_q8_0_avx512(int64_t n, const nb_block_q8_0 *w, const nb_block_q8_0 *x);
+float nb_dot_q4_0_q8_0_avx512(int64_t n, const nb_block_q4_0 *w, const nb_block_q8_0 *x);
 float nb_dot_i4_i8_avx512(int64_t n, int64_t group, const uint8_t *w, const float *ws, const int8_t *wz,
                           const int8_t *x, const float *xs);
 float nb_dot_f32_avx512(int64_t n, const float *w, const float *x);
@@ -33,7 +33,7 @@ float nb_dot_i4_i8_lanes_avx512(int64_t n, int64_t group, const uint8_t *w, cons
 
 /* ---- activation quantizers ---- */
 
-void nb_quantize_act_q8_0_ref(const float *x, nb_blk_q8_0 *y, int64_t n) {
+void nb_quantize_act_q8_0_ref(const float *x, nb_block_q8_0 *y, int64_t n) {
     for (int64_t b = 0; b < n / NB_QK; b++) {
         const float *xb = x + b * NB_QK;
         float amax = 0.0f;
@@ -60,7 +60,7 @@ void nb_quantize_act_i8(const float *x, int8_t *q, float *s, int64_t n, int64_t 
     nb_quantize_act_i8_ref(x, q, s, n, group);
 }
 
-void nb_quantize_act_q8_0(const float *x, nb_blk_q8_0 *y, int64_t n) {
+void nb_quantize_act_q8_0(const float *x, nb_block_q8_0 *y, int64_t n) {
 #if NB_HAVE_AVX2
     if (nb_simd_active() >= NB_SIMD_AVX2) {
         nb_quantize_act_q8_0_avx2(x, y, n);
@@ -104,7 +104,7 @@ static float hsum8(float *l) {
     return l[0];
 }
 
-float nb_dot_q8_0_q8_0_ref(int64_t n, const nb_blk_q8_0 *w, const nb_blk_q8_0 *x) {
+float nb_dot_q8_0_q8_0_ref(int64_t n, const nb_block_q8_0 *w, const nb_block_q8_0 *x) {
     float lane[8] = {0};
     for (int64_t b = 0; b < n / NB_QK; b++) {
         float d = nb_fp16_to_fp32(w[b].d) * nb_fp16_to_fp32(x[b].d);
@@ -117,11 +117,11 @@ float nb_dot_q8_0_q8_0_ref(int64_t n, const nb_blk_q8_0 *w, const nb_blk_q8_0 *x
     return hsum8(lane);
 }
 
-static inline int q4_0_elem(const nb_blk_q4_0 *b, int j) {
+static inline int q4_0_elem(const nb_block_q4_0 *b, int j) {
     return (j < 16 ? b->qs[j] & 15 : b->qs[j - 16] >> 4) - 8;
 }
 
-float nb_dot_q4_0_q8_0_ref(int64_t n, const nb_blk_q4_0 *w, const nb_blk_q8_0 *x) {
+float nb_dot_q4_0_q8_0_ref(int64_t n, const nb_block_q4_0 *w, const nb_block_q8_0 *x) {
     float lane[8] = {0};
     for (int64_t b = 0; b < n / NB_QK; b++) {
         float d = nb_fp16_to_fp32(w[b].d) * nb_fp16_to_fp32(x[b].d);
@@ -134,7 +134,7 @@ float nb_dot_q4_0_q8_0_ref(int64_t n, const nb_blk_q4_0 *w, const nb_blk_q8_0 *x
     return hsum8(lane);
 }
 
-float nb_dot_q8_0_q8_0(int64_t n, const nb_blk_q8_0 *w, const nb_blk_q8_0 *x) {
+float nb_dot_q8_0_q8_0(int64_t n, const nb_block_q8_0 *w, const nb_block_q8_0 *x) {
 #if NB_HAVE_AVX512
     if (nb_simd_has_vnni()) return nb_dot_q8_0_q8_0_avx512(n, w, x);
 #endif
@@ -144,7 +144,7 @@ float nb_dot_q8_0_q8_0(int64_t n, const nb_blk_q8_0 *w, const nb_blk_q8_0 *x) {
     return nb_dot_q8_0_q8_0_ref(n, w, x);
 }
 
-float nb_dot_q4_0_q8_0(int64_t n, const nb_blk_q4_0 *w, const nb_blk_q8_0 *x) {
+float nb_dot_q4_0_q8_0(int64_t n, const nb_block_q4_0 *w, const nb_block_q8_0 *x) {
 #if NB_HAVE_AVX512
     if (nb_simd_has_vnni()) return nb_dot_q4_0_q8_0_avx512(n, w, x);
 #endif

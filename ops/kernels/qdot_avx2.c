@@ -44,7 +44,7 @@ int32_t nb_isum_i8_avx2(int64_t n, const int8_t *a, const int8_t *b) {
     return s;
 }
 
-float nb_dot_q8_0_q8_0_avx2(int64_t n, const nb_blk_q8_0 *w, const nb_blk_q8_0 *x) {
+float nb_dot_q8_0_q8_0_avx2(int64_t n, const nb_block_q8_0 *w, const nb_block_q8_0 *x) {
     __m256 acc = _mm256_setzero_ps();
     for (int64_t b = 0; b < n / NB_QK; b++) {
         __m256i p = mul_sum_i8(_mm256_loadu_si256((const __m256i *)w[b].qs), _mm256_loadu_si256((const __m256i *)x[b].qs));
@@ -61,7 +61,7 @@ static inline __m256i unpack_q4_0(const uint8_t *q) {
     return _mm256_sub_epi8(_mm256_set_m128i(hi, lo), _mm256_set1_epi8(8));
 }
 
-float nb_dot_q4_0_q8_0_avx2(int64_t n, const nb_blk_q4_0 *w, const nb_blk_q8_0 *x) {
+float nb_dot_q4_0_q8_0_avx2(int64_t n, const nb_block_q4_0 *w, const nb_block_q8_0 *x) {
     __m256 acc = _mm256_setzero_ps();
     for (int64_t b = 0; b < n / NB_QK; b++) {
         __m256i p = mul_sum_i8(unpack_q4_0(w[b].qs), _mm256_loadu_si256((const __m256i *)x[b].qs));
@@ -172,7 +172,7 @@ float nb_dot_f16_avx2(int64_t n, const uint16_t *w, const float *x) {
     return tree16(s);
 }
 
-void nb_quantize_act_q8_0_avx2(const float *x, nb_blk_q8_0 *y, int64_t n) {
+void nb_quantize_act_q8_0_avx2(const float *x, nb_block_q8_0 *y, int64_t n) {
     const __m256 sign = _mm256_set1_ps(-0.0f);
     for (int64_t b = 0; b < n / NB_QK; b++) {
         const float *xb = x + b * NB_QK;

@@ -47,7 +47,7 @@ int32_t nb_isum_i8_avx512(int64_t n, const int8_t *a, const int8_t *b) {
     return s;
 }
 
-float nb_dot_q8_0_q8_0_avx512(int64_t n, const nb_blk_q8_0 *w, const nb_blk_q8_0 *x) {
+float nb_dot_q8_0_q8_0_avx512(int64_t n, const nb_block_q8_0 *w, const nb_block_q8_0 *x) {
     __m256 acc = _mm256_setzero_ps();
     const __m256i z = _mm256_setzero_si256();
     for (int64_t b = 0; b < n / NB_QK; b++) {
@@ -64,7 +64,7 @@ static inline __m256i unpack_q4_0(const uint8_t *q) {
     return _mm256_sub_epi8(_mm256_set_m128i(hi, lo), _mm256_set1_epi8(8));
 }
 
-float nb_dot_q4_0_q8_0_avx512(int64_t n, const nb_blk_q4_0 *w, const nb_blk_q8_0 *x) {
+float nb_dot_q4_0_q8_0_avx512(int64_t n, const nb_block_q4_0 *w, const nb_block_q8_0 *x) {
     __m256 acc = _mm256_setzero_ps();
     const __m256i z = _mm256_setzero_si256();
     for (int64_t b = 0; b < n / NB_QK; b++) {
