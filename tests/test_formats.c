@@ -4,6 +4,7 @@
 
 #include <unistd.h>
 
+#include "../data/tokenizer.h"
 #include "../train/export_nb.h"
 #include "../train/gguf.h"
 #include "../train/llama2c.h"
@@ -312,7 +313,67 @@ START_TEST(test_legacy_llama2c_bad) {
 }
 END_TEST
 
+START_TEST(test_tokenizer_and_detect) {
+    nb_qmodel *s, *q, *r;
+    ck_assert_int_eq(nb_qmodel_from_llama2c(RT_MODEL, RT_TOK, &s), NB_OK);
+    ck_assert_int_eq(nb_runtime_detect(RT_MODEL), NB_FMT_LLAMA2C_FP32);
+    ck_assert_int_eq(nb_runtime_detect(RT_TOK), NB_FMT_UNKNOWN);
+    ck_assert_int_eq(nb_qmodel_quantize(s, NB_QT_Q8_0, 0, NB_QT_F32, &q), NB_OK);
+    char g[512], h[512], l[512], o[512];
+    strcpy(g, tmp_path("t.gguf")), strcpy(h, tmp_path("t.h5")), strcpy(l, tmp_path("t.q80")), strcpy(o, tmp_path("other.h5"));
+    ck_assert_int_eq(nb_gguf_write(q, g, NULL), NB_OK);
+    ck_assert_int_eq(nb_export_nb_write(q, h), NB_OK);
+    ck_assert_int_eq(nb_llama2c_write_v2(s, l, 0, NULL), NB_OK);
+    ck_assert_int_eq(nb_runtime_detect(g), NB_FMT_GGUF);
+    ck_assert_int_eq(nb_runtime_detect(h), NB_FMT_NIBBLE_EXPORT);
+    ck_assert_int_eq(nb_runtime_detect(l), NB_FMT_LLAMA2C_Q80);
+    ck_assert_str_eq(nb_model_format_name(NB_FMT_GGUF), "gguf");
+    /* an HDF5 file that is not an export (e.g. a checkpoint) */
+    hid_t f = H5Fcreate(o, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT);
+    H5Fclose(f);
+    ck_assert_int_eq(nb_runtime_detect(o), NB_FMT_UNKNOWN);
+    nb_qmodel *x = NULL;
+    ck_assert_int_eq(nb_qmodel_open(o, NULL, &x), NB_EFORMAT);
+    ck_assert_ptr_nonnull(strstr(nb_errmsg(), "not a nibble export"));
+    /* the GGUF's vocabulary encodes like llama2.c's tokenizer */
+    nb_tokenizer *ref, *tg, *th;
+    ck_assert_int_eq(nb_tokenizer_llama2c_load(RT_TOK, 512, &ref), NB_OK);
+    ck_assert_int_eq(nb_qmodel_open(g, NULL, &r), NB_OK);
+    ck_assert_int_eq(nb_qmodel_tokenizer(r, &tg), NB_OK);
+    ck_assert(nb_tokenizer_equal(ref, tg));
+    int32_t *ids;
+    int64_t n;
+    ck_assert_int_eq(nb_tokenizer_encode(tg, "Once upon a time", 16, 1, 0, &ids, &n), NB_OK);
+    int32_t want[] = {1, 403, 407, 261, 378};
+    ck_assert_int_eq(n, 5);
+    ck_assert_int_eq(memcmp(ids, want, sizeof want), 0);
+    nb_free(ids);
+    nb_qmodel_free(r);
+    /* the nibble export stores the tokenizer itself */
+    ck_assert_int_eq(nb_qmodel_open(h, NULL, &r), NB_OK);
+    ck_assert_ptr_nonnull(r->tok);
+    ck_assert_int_eq(nb_qmodel_tokenizer(r, &th), NB_OK);
+    ck_assert(nb_tokenizer_equal(ref, th));
+    nb_qmodel_free(r);
+    /* a byte tokenizer given to a model fills its vocabulary */
+    nb_qmodel *bm = rt_random_model(32, 64, 1, 2, 2, 258, 16, 1, 9);
+    nb_tokenizer *bt;
+    ck_assert_int_eq(nb_tokenizer_byte(&bt), NB_OK);
+    ck_assert_int_eq(nb_qmodel_set_tokenizer(bm, bt), NB_OK);
+    ck_assert_int_eq(bm->vocab.bos, 256);
+    ck_assert_int_eq(nb_export_nb_write(bm, h), NB_OK);
+    ck_assert_int_eq(nb_qmodel_open(h, NULL, &r), NB_OK);
+    ck_assert_int_eq(nb_tokenizer_kind(r->tok), NB_TOK_BYTE);
+    nb_qmodel_free(r);
+    nb_qmodel_free(bm);
+    nb_tokenizer_free(ref);
+    nb_qmodel_free(q);
+    nb_qmodel_free(s);
+}
+END_TEST
+
 NB_SUITE("formats") {
+    tcase_add_test(tc, test_tokenizer_and_detect);
     tcase_add_test(tc, test_gguf_round_trip);
     tcase_add_test(tc, test_gguf_refuses_int_grids);
     tcase_add_test(tc, test_gguf_bad_files);

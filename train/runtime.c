@@ -9,6 +9,7 @@
 
 #include "../core/fp16.h"
 #include "../core/rng.h"
+#include "../data/tokenizer.h"
 #include "../ops/kernels/qdot.h"
 
 const char *nb_qtype_name(nb_qtype t) {
@@ -100,6 +101,7 @@ void *nb_qmodel_alloc(nb_qmodel *m, size_t bytes) {
 
 void nb_qmodel_free(nb_qmodel *m) {
     if (!m) return;
+    nb_tokenizer_free(m->tok);
     for (int i = 0; i < m->n_allocs; i++) nb_free(m->allocs[i]);
     nb_free(m->allocs);
     nb_free(m);

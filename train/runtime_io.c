@@ -8,6 +8,7 @@
 #include <string.h>
 
 #include "../core/fp16.h"
+#include "../data/tokenizer.h"
 #include "../ops/kernels/qdot.h"
 #include "export_nb.h"
 #include "gguf.h"
@@ -181,6 +182,62 @@ nb_status nb_qvocab_load_llama2c(const char *path, int n, nb_qvocab *v, nb_qmode
     return NB_OK;
 }
 
+/* ---- tokenizer ---- */
+
+nb_status nb_qmodel_tokenizer(nb_qmodel *m, nb_tokenizer **out) {
+    *out = m->tok;
+    if (m->tok) return NB_OK;
+    const nb_qvocab *v = &m->vocab;
+    if (!v->n) return nb_fail(NB_EINVAL, "%s: the model file carries no vocabulary (give a tokenizer)",
+                              m->source ? m->source : "model");
+    /* serialize as a llama2.c tokenizer.bin image and let the tokenizer module parse it */
+    size_t size = 4;
+    for (int i = 0; i < v->n; i++) size += 8 + strlen(v->pieces[i]);
+    uint8_t *b = nb_malloc(size);
+    if (!b) return NB_ENOMEM;
+    int32_t ml = v->max_len;
+    memcpy(b, &ml, 4);
+    size_t off = 4;
+    for (int i = 0; i < v->n; i++) {
+        int32_t l = (int32_t)strlen(v->pieces[i]);
+        memcpy(b + off, &v->scores[i], 4);
+        memcpy(b + off + 4, &l, 4);
+        memcpy(b + off + 8, v->pieces[i], (size_t)l);
+        off += 8 + (size_t)l;
+    }
+    nb_status st = nb_tokenizer_llama2c_load_mem(b, size, m->source ? m->source : "vocabulary", v->n, &m->tok);
+    nb_free(b);
+    *out = m->tok;
+    return st;
+}
+
+nb_status nb_qmodel_set_tokenizer(nb_qmodel *m, nb_tokenizer *t) {
+    int n = nb_tokenizer_vocab(t);
+    if (n != m->cfg.vocab) {
+        nb_tokenizer_free(t);
+        return nb_fail(NB_EINVAL, "tokenizer has %d entries, the model's vocabulary is %d", n, m->cfg.vocab);
+    }
+    nb_tokenizer_free(m->tok);
+    m->tok = t;
+    NB_TRY(nb_rt_vocab_init(m, n));
+    int llama = nb_tokenizer_kind(t) == NB_TOK_LLAMA2C;
+    for (int i = 0; i < n; i++) {
+        size_t len;
+        float sc;
+        const char *p = nb_tokenizer_token(t, i, &len, &sc);
+        char tmp[64];
+        size_t cl = len < sizeof tmp - 1 ? len : sizeof tmp - 1;
+        memcpy(tmp, p, cl);
+        tmp[cl] = 0;
+        int ty = llama ? nb_rt_piece_type(i, tmp) : (i == nb_tokenizer_bos(t) || i == nb_tokenizer_eos(t) ? 3 : 1);
+        NB_TRY(nb_rt_vocab_set(m, i, p, len, sc, ty));
+    }
+    m->vocab.bos = nb_tokenizer_bos(t);
+    m->vocab.eos = nb_tokenizer_eos(t);
+    m->vocab.unk = llama ? 0 : -1;
+    return NB_OK;
+}
+
 /* ---- llama2.c legacy checkpoint ---- */
 
 nb_status nb_qmodel_from_llama2c(const char *path, const char *tok_path, nb_qmodel **out) {
@@ -320,6 +377,45 @@ nb_status nb_qmodel_quantize(const nb_qmodel *src, nb_qtype type, int64_t group,
 }
 
 /* ---- format dispatch ---- */
+
+const char *nb_model_format_name(nb_model_format f) {
+    switch (f) {
+    case NB_FMT_GGUF: return "gguf";
+    case NB_FMT_LLAMA2C_Q80: return "llama2c-q80";
+    case NB_FMT_NIBBLE_EXPORT: return "nibble-export";
+    case NB_FMT_LLAMA2C_FP32: return "llama2c-fp32";
+    default: return "unknown";
+    }
+}
+
+nb_model_format nb_runtime_detect(const char *path) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return NB_FMT_UNKNOWN;
+    uint8_t h[28] = {0};
+    size_t got = fread(h, 1, sizeof h, f);
+    fseek(f, 0, SEEK_END);
+    long size = ftell(f);
+    fclose(f);
+    uint32_t m0;
+    memcpy(&m0, h, 4);
+    if (got >= 4 && !memcmp(h, "GGUF", 4)) return NB_FMT_GGUF;
+    if (got >= 8 && m0 == NB_LLAMA2C_MAGIC) return NB_FMT_LLAMA2C_Q80;
+    if (got >= 8 && !memcmp(h, "\x89HDF\r\n\x1a\n", 8)) return nb_export_nb_is_export(path) ? NB_FMT_NIBBLE_EXPORT : NB_FMT_UNKNOWN;
+    if (got == 28) {
+        int32_t c[7];
+        memcpy(c, h, 28);
+        nb_qconfig q = {c[0], c[1], c[2], c[3], c[4], c[5] < 0 ? -c[5] : c[5], c[6], c[5] > 0, 1e-5f, 10000.0f};
+        if (nb_qconfig_check(&q, path) == NB_OK) {
+            int64_t C = q.dim, H = q.hidden_dim, L = q.n_layers, V = q.vocab, hs = C / q.n_heads, kv = hs * q.n_kv_heads;
+            int64_t nfl = V * C * (q.tied ? 1 : 2) + 2 * L * C + 2 * L * C * C + 2 * L * kv * C + 3 * L * H * C + C +
+                          q.seq_len * hs;
+            nb_clear_error();
+            if (28 + 4 * nfl == size) return NB_FMT_LLAMA2C_FP32;
+        }
+        nb_clear_error();
+    }
+    return NB_FMT_UNKNOWN;
+}
 
 nb_status nb_qmodel_open(const char *path, const char *tok_path, nb_qmodel **out) {
     *out = NULL;
