@@ -252,6 +252,8 @@ nb_status nb_qmatmul(const nb_qtensor *W, const float *X, int64_t T, float *Y, n
         for (int64_t t = 0; t < T; t++)
             nb_quantize_act_i8(X + t * K, (int8_t *)(buf + t * xrow), (float *)(buf + t * xrow + ((K + 63) & ~63)), K,
                                W->group);
+        const nb_dot_i8_fn f8 = nb_dot_i8_i8_pick(K, W->group, W->zeros != NULL);
+        const nb_dot_i4_fn f4 = nb_dot_i4_i8_pick(K, W->group, W->zeros != NULL);
 #pragma omp parallel for schedule(static) if (par)
         for (int64_t r = 0; r < R; r++)
             for (int64_t t = 0; t < T; t++) {
@@ -259,8 +261,8 @@ nb_status nb_qmatmul(const nb_qtensor *W, const float *X, int64_t T, float *Y, n
                 const float *xs = (const float *)(buf + t * xrow + ((K + 63) & ~63));
                 const int8_t *z = W->zeros ? W->zeros + r * ng : NULL;
                 Y[t * R + r] = W->type == NB_QT_I8
-                                   ? nb_dot_i8_i8(K, W->group, (const int8_t *)(wd + r * rb), W->scales + r * ng, z, xq, xs)
-                                   : nb_dot_i4_i8(K, W->group, wd + r * rb, W->scales + r * ng, z, xq, xs);
+                                   ? f8(K, W->group, (const int8_t *)(wd + r * rb), W->scales + r * ng, z, xq, xs)
+                                   : f4(K, W->group, wd + r * rb, W->scales + r * ng, z, xq, xs);
             }
         return NB_OK;
     }

@@ -51,7 +51,14 @@ void nb_quantize_act_i8_ref(const float *x, int8_t *q, float *s, int64_t n, int6
         for (int64_t j = 0; j < len; j++) amax = fmaxf(amax, fabsf(x[g0 + j]));
         float sc = amax / 127.0f;
         s[g] = sc;
-        for (int64_t j = 0; j < len; j++) q[g0 + j] = sc != 0.0f ? (int8_t)roundf(x[g0 + j] / sc) : 0;
+        for (int64_t j = 0; j < len; j++) {
+            /* roundf(v) for |v| <= 127: truncate, then step away from zero on a remainder of a half */
+            float v = sc != 0.0f ? x[g0 + j] / sc : 0.0f;
+            int i = (int)v;
+            float d = v - (float)i;
+            i += d >= 0.5f ? 1 : d <= -0.5f ? -1 : 0;
+            q[g0 + j] = (int8_t)i;
+        }
     }
 }
 
@@ -282,4 +289,58 @@ float nb_dot_f16(int64_t n, const uint16_t *w, const float *x) {
     if (nb_simd_active() >= NB_SIMD_AVX2) return nb_dot_f16_avx2(n, w, x);
 #endif
     return nb_dot_f16_ref(n, w, x);
+}
+
+/* ---- per-matrix kernel choice ---- */
+
+#if NB_HAVE_AVX512
+static float i8_lanes_avx512(int64_t n, int64_t g, const int8_t *w, const float *ws, const int8_t *wz, const int8_t *x,
+                             const float *xs) {
+    (void)wz;
+    return nb_dot_i8_i8_lanes_avx512(n, g, w, ws, x, xs);
+}
+static float i4_lanes_avx512(int64_t n, int64_t g, const uint8_t *w, const float *ws, const int8_t *wz, const int8_t *x,
+                             const float *xs) {
+    (void)wz;
+    return nb_dot_i4_i8_lanes_avx512(n, g, w, ws, x, xs);
+}
+#endif
+#if NB_HAVE_AVX2
+static float i8_lanes_avx2(int64_t n, int64_t g, const int8_t *w, const float *ws, const int8_t *wz, const int8_t *x,
+                           const float *xs) {
+    (void)wz;
+    return nb_dot_i8_i8_lanes_avx2(n, g, w, ws, x, xs);
+}
+static float i4_lanes_avx2(int64_t n, int64_t g, const uint8_t *w, const float *ws, const int8_t *wz, const int8_t *x,
+                           const float *xs) {
+    (void)wz;
+    return nb_dot_i4_i8_lanes_avx2(n, g, w, ws, x, xs);
+}
+#endif
+
+nb_dot_i8_fn nb_dot_i8_i8_pick(int64_t n, int64_t group, int has_zeros) {
+    if (lane_order(n, group, has_zeros ? (const int8_t *)"" : NULL)) {
+#if NB_HAVE_AVX512
+        if (nb_simd_has_vnni()) return i8_lanes_avx512;
+#endif
+#if NB_HAVE_AVX2
+        if (nb_simd_active() >= NB_SIMD_AVX2) return i8_lanes_avx2;
+#endif
+        return nb_dot_i8_i8_ref;
+    }
+    return group < 16 ? nb_dot_i8_i8_ref : nb_dot_i8_i8;
+}
+
+nb_dot_i4_fn nb_dot_i4_i8_pick(int64_t n, int64_t group, int has_zeros) {
+    if (group < 32 || (group & 1)) return nb_dot_i4_i8_ref;
+    if (lane_order(n, group, has_zeros ? (const int8_t *)"" : NULL)) {
+#if NB_HAVE_AVX512
+        if (nb_simd_has_vnni()) return i4_lanes_avx512;
+#endif
+#if NB_HAVE_AVX2
+        if (nb_simd_active() >= NB_SIMD_AVX2) return i4_lanes_avx2;
+#endif
+        return nb_dot_i4_i8_ref;
+    }
+    return nb_dot_i4_i8;
 }

@@ -51,6 +51,15 @@ float nb_dot_i4_i8(int64_t n, int64_t group, const uint8_t *w, const float *ws, 
 float nb_dot_i4_i8_ref(int64_t n, int64_t group, const uint8_t *w, const float *ws, const int8_t *wz,
                        const int8_t *x, const float *xs);
 
+/* The kernel nb_dot_i8_i8 / nb_dot_i4_i8 would pick for rows of n elements with this group and
+   zero-point presence at the active SIMD level: resolve once per matrix, call per row. */
+typedef float (*nb_dot_i8_fn)(int64_t n, int64_t group, const int8_t *w, const float *ws, const int8_t *wz,
+                              const int8_t *x, const float *xs);
+typedef float (*nb_dot_i4_fn)(int64_t n, int64_t group, const uint8_t *w, const float *ws, const int8_t *wz,
+                              const int8_t *x, const float *xs);
+nb_dot_i8_fn nb_dot_i8_i8_pick(int64_t n, int64_t group, int has_zeros);
+nb_dot_i4_fn nb_dot_i4_i8_pick(int64_t n, int64_t group, int has_zeros);
+
 /* Exact int32 sums: the building blocks (exposed for tests). */
 int32_t nb_isum_i8(int64_t n, const int8_t *a, const int8_t *b);
 int32_t nb_isum_i8_ref(int64_t n, const int8_t *a, const int8_t *b);

@@ -108,6 +108,13 @@ float nb_dot_i4_i8_avx512(int64_t n, int64_t group, const uint8_t *w, const floa
 float nb_dot_i8_i8_lanes_avx512(int64_t n, int64_t group, const int8_t *w, const float *ws, const int8_t *x,
                               const float *xs) {
     __m256 acc = _mm256_setzero_ps();
+    if (group == 32) { /* one chunk per group: the common QAT group size */
+        for (int64_t j = 0, g = 0; j < n; j += 32, g++) {
+            __m256i v = dp_i8(_mm256_setzero_si256(), _mm256_loadu_si256((const __m256i *)(w + j)), _mm256_loadu_si256((const __m256i *)(x + j)));
+            acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(v), _mm256_set1_ps(ws[g] * xs[g]), acc);
+        }
+        return hsum_f8(acc);
+    }
     for (int64_t g0 = 0, g = 0; g0 < n; g0 += group, g++) {
         __m256i v = _mm256_setzero_si256(), v2 = _mm256_setzero_si256();
         int64_t j = 0;
@@ -125,6 +132,13 @@ float nb_dot_i8_i8_lanes_avx512(int64_t n, int64_t group, const int8_t *w, const
 float nb_dot_i4_i8_lanes_avx512(int64_t n, int64_t group, const uint8_t *w, const float *ws, const int8_t *x,
                               const float *xs) {
     __m256 acc = _mm256_setzero_ps();
+    if (group == 32) { /* one chunk per group: the common QAT group size */
+        for (int64_t j = 0, g = 0; j < n; j += 32, g++) {
+            __m256i v = dp_i8(_mm256_setzero_si256(), unpack_i4(w + j / 2), _mm256_loadu_si256((const __m256i *)(x + j)));
+            acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(v), _mm256_set1_ps(ws[g] * xs[g]), acc);
+        }
+        return hsum_f8(acc);
+    }
     for (int64_t g0 = 0, g = 0; g0 < n; g0 += group, g++) {
         __m256i v = _mm256_setzero_si256(), v2 = _mm256_setzero_si256();
         int64_t j = 0;
