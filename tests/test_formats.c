@@ -361,10 +361,14 @@ START_TEST(test_tokenizer_and_detect) {
     ck_assert_int_eq(nb_tokenizer_byte(&bt), NB_OK);
     ck_assert_int_eq(nb_qmodel_set_tokenizer(bm, bt), NB_OK);
     ck_assert_int_eq(bm->vocab.bos, 256);
-    ck_assert_int_eq(nb_export_nb_write(bm, h), NB_OK);
+    nb_qmodel *bq;
+    ck_assert_int_eq(nb_qmodel_quantize(bm, NB_QT_I8, 0, NB_QT_F32, &bq), NB_OK); /* keeps the tokenizer */
+    ck_assert(nb_tokenizer_equal(bm->tok, bq->tok));
+    ck_assert_int_eq(nb_export_nb_write(bq, h), NB_OK);
     ck_assert_int_eq(nb_qmodel_open(h, NULL, &r), NB_OK);
     ck_assert_int_eq(nb_tokenizer_kind(r->tok), NB_TOK_BYTE);
     nb_qmodel_free(r);
+    nb_qmodel_free(bq);
     nb_qmodel_free(bm);
     nb_tokenizer_free(ref);
     nb_qmodel_free(q);

@@ -8,6 +8,8 @@
 #include <string.h>
 
 #include "../core/fp16.h"
+#include <hdf5.h>
+
 #include "../data/tokenizer.h"
 #include "../ops/kernels/qdot.h"
 #include "export_nb.h"
@@ -211,6 +213,22 @@ nb_status nb_qmodel_tokenizer(nb_qmodel *m, nb_tokenizer **out) {
     return st;
 }
 
+/* A copy of a tokenizer through an in-memory HDF5 file (the tokenizer module's own storage). */
+static nb_status clone_tokenizer(const nb_tokenizer *t, nb_tokenizer **out) {
+    *out = NULL;
+    hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
+    H5Pset_fapl_core(fapl, 1 << 16, 0);
+    hid_t f = H5Fcreate("nb_tokenizer_clone", H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
+    H5Pclose(fapl);
+    if (f < 0) return nb_fail(NB_ENOMEM, "copying the tokenizer: in-memory HDF5 file failed");
+    hid_t g = H5Gcreate2(f, "t", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    nb_status st = g >= 0 ? nb_tokenizer_save_h5(t, g) : NB_ENOMEM;
+    if (!st) st = nb_tokenizer_load_h5(g, out);
+    if (g >= 0) H5Gclose(g);
+    H5Fclose(f);
+    return st;
+}
+
 nb_status nb_qmodel_set_tokenizer(nb_qmodel *m, nb_tokenizer *t) {
     int n = nb_tokenizer_vocab(t);
     if (n != m->cfg.vocab) {
@@ -360,6 +378,7 @@ nb_status nb_qmodel_quantize(const nb_qmodel *src, nb_qtype type, int64_t group,
     qctx q = {src, m, type, fallback, group};
     nb_status st = nb_rt_visit(m, requant_one, &q);
     if (!st && src->cfg.tied) m->classifier = m->tok_emb;
+    if (!st && src->tok) st = clone_tokenizer(src->tok, &m->tok);
     if (!st && src->vocab.n) {
         st = nb_rt_vocab_init(m, src->vocab.n);
         for (int i = 0; !st && i < src->vocab.n; i++)
