@@ -95,6 +95,40 @@ a, b = curve(sys.argv[1]), curve(sys.argv[2])
 assert a == b, (a, b)
 EOF
 
+# --- QAT: learned scales + observers survive resume bit for bit ------------------------------------
+{ cat "$W/r.yaml"; cat <<EOF
+quant:
+  enabled: true
+  start_step: 2
+  act_start_step: 4
+  weights:
+    - match: "layers.*"
+      bits: 4
+      granularity: group
+      group_size: 32
+      estimator: lsq
+  activations:
+    - match: "layers.*"
+      bits: 8
+      granularity: tensor
+      observer: ema_minmax
+EOF
+} >"$W/q.yaml"
+"$NIBBLE" train "$W/q.yaml" out_dir="$W/qa" --quiet >"$W/qa.txt" 2>&1 || { cat "$W/qa.txt"; fail "qat run"; }
+grep -q '"event": "qat"' "$W/qa/metrics.jsonl" || fail "no qat events in metrics"
+"$NIBBLE" train "$W/q.yaml" out_dir="$W/qb" --stop-at 3 --quiet >/dev/null 2>&1 || fail "qat first part"
+"$NIBBLE" train "$W/q.yaml" out_dir="$W/qb" resume=true --quiet >"$W/qb.txt" 2>&1 || { cat "$W/qb.txt"; fail "qat resume"; }
+if $PY -c "import h5py" 2>/dev/null; then
+  $PY - "$W/qa/latest.h5" "$W/qb/latest.h5" <<'EOF' || fail "QAT resume differs"
+import sys, h5py
+a, b = h5py.File(sys.argv[1], "r"), h5py.File(sys.argv[2], "r")
+for grp in ("params", "quant", "quant_state", "optim/m", "optim/v", "optim/m_quant"):
+    assert grp in a, (grp, list(a))
+    for k in a[grp]:
+        assert a[grp][k][()].tobytes() == b[grp][k][()].tobytes(), (grp, k)
+EOF
+fi
+
 # --- eval / generate --json ----------------------------------------------------------------------
 "$NIBBLE" eval "$W/a/latest.h5" --data "$W/text.txt" --max-windows 8 --json >"$W/eval.json" || fail "eval"
 $PY -c "

@@ -33,6 +33,8 @@ typedef struct trainer {
     nb_model model;
     int have_model;
     nb_qat *qat;
+    nb_paramset qstate; /* copy of the quantizer's observer arrays, for checkpoints */
+    int have_qstate;
     nb_optim opt;
     int have_opt;
     nb_schedule sched;
@@ -227,14 +229,62 @@ static nb_status finish_model(trainer *tr) {
     return NB_OK;
 }
 
-/* ---- QAT seam (train/qat.h: the quantization helper adds nb_qat_create / nb_qat_begin_step) ---- */
+/* ---- QAT: the policy, its learned parameters (a second optimizer set) and observer state ---- */
 
+/* Builds the policy (NULL when quant.enabled is false) and a paramset mirroring its observer
+   arrays so checkpoints store them by name under /quant_state. */
 static nb_status qat_setup(trainer *tr) {
-    if (!tr->r->quant.enabled) return NB_OK;
-    return nb_fail(NB_EUNSUPPORTED, "quant.enabled: quantization-aware training is not available in this build yet");
+    NB_TRY(nb_qat_build(&tr->r->quant, &tr->model.params, tr->r->optim.weight_decay, &tr->qat));
+    tr->model.qat = tr->qat;
+    if (!tr->qat) return NB_OK;
+    int n = nb_qat_state_count(tr->qat);
+    if (n == 0) return NB_OK;
+    nb_param_spec *specs = nb_calloc((size_t)n, sizeof *specs);
+    if (!specs) return nb_fail(NB_ENOMEM, "quantizer state table of %d", n);
+    nb_status s = NB_OK;
+    for (int i = 0; i < n && s == NB_OK; i++) {
+        nb_qat_array a;
+        nb_qat_state_get(tr->qat, i, &a);
+        if (strlen(a.name) >= sizeof specs[i].name)
+            s = nb_fail(NB_EINVAL, "quantizer state name too long: %s", a.name);
+        snprintf(specs[i].name, sizeof specs[i].name, "%s", a.name);
+        specs[i].ndim = 1;
+        specs[i].shape[0] = a.n;
+        specs[i].kind = NB_PARAM_QUANT;
+    }
+    if (s == NB_OK) s = nb_paramset_build(&tr->qstate, n, specs);
+    nb_free(specs);
+    if (s == NB_OK) tr->have_qstate = 1;
+    return s;
 }
 
-static void qat_begin_step(trainer *tr) { (void)tr; }
+static void qstate_pull(trainer *tr) {
+    for (int i = 0; tr->have_qstate && i < tr->qstate.n; i++) {
+        nb_qat_array a;
+        nb_qat_state_get(tr->qat, i, &a);
+        memcpy(tr->qstate.p[i].t.data, a.data, (size_t)a.n * sizeof(float));
+    }
+}
+
+static nb_status qstate_push(trainer *tr) {
+    for (int i = 0; tr->have_qstate && i < tr->qstate.n; i++)
+        NB_TRY(nb_qat_state_set(tr->qat, tr->qstate.p[i].name, tr->qstate.p[i].t.data, nb_numel(&tr->qstate.p[i].t)));
+    if (tr->qat) nb_qat_invalidate(tr->qat);
+    return NB_OK;
+}
+
+static void metrics_event(trainer *tr, const char *event, const char *msg);
+
+static void qat_begin_step(trainer *tr) {
+    if (!tr->qat) return;
+    nb_qat_events ev;
+    memset(&ev, 0, sizeof ev);
+    int n = nb_qat_begin_step(tr->qat, (long)tr->step, &ev);
+    for (int i = 0; i < n && i < NB_QAT_MAX_EVENTS; i++) {
+        metrics_event(tr, "qat", ev.text[i]);
+        say(tr, 0, "step %lld: qat: %s", (long long)tr->step, ev.text[i]);
+    }
+}
 
 /* ---- metrics.jsonl ---- */
 
@@ -344,6 +394,16 @@ static nb_status save_ckpt(trainer *tr) {
     c.step = tr->step;
     c.sets[c.n_sets++] = (nb_ckpt_set){"optim.m", &tr->opt.m[0]};
     if (tr->opt.cfg.kind == NB_OPTIM_ADAMW) c.sets[c.n_sets++] = (nb_ckpt_set){"optim.v", &tr->opt.v[0]};
+    if (tr->opt.n_sets > 1) {
+        /* quantizer: learned scales (+ their optimizer state) and observer ranges */
+        c.sets[c.n_sets++] = (nb_ckpt_set){"quant", tr->opt.sets[1]};
+        c.sets[c.n_sets++] = (nb_ckpt_set){"optim.m_quant", &tr->opt.m[1]};
+        if (tr->opt.cfg.kind == NB_OPTIM_ADAMW) c.sets[c.n_sets++] = (nb_ckpt_set){"optim.v_quant", &tr->opt.v[1]};
+    }
+    if (tr->have_qstate) {
+        qstate_pull(tr);
+        c.sets[c.n_sets++] = (nb_ckpt_set){"quant_state", &tr->qstate};
+    }
     /* window draws and dropout masks are functions of (seed, step): the counters say where we are */
     uint64_t rows = (uint64_t)tr->step * (uint64_t)tr->accum * (uint64_t)tr->B;
     c.rngs[c.n_rngs++] = (nb_ckpt_rng){"data", {r->seed, NB_DATA_RNG_STREAM, rows}};
@@ -402,6 +462,17 @@ static nb_status resume(trainer *tr) {
     if (s == NB_OK) s = nb_ckpt_read_params(c, &tr->model.params);
     if (s == NB_OK) s = nb_ckpt_read_set(c, "optim.m", &tr->opt.m[0]);
     if (s == NB_OK && tr->opt.cfg.kind == NB_OPTIM_ADAMW) s = nb_ckpt_read_set(c, "optim.v", &tr->opt.v[0]);
+    if (s == NB_OK && tr->opt.n_sets > 1) {
+        if (!nb_ckpt_has_set(c, "quant"))
+            s = nb_fail(NB_EINVAL, "resume: %s has no quantizer state but the recipe enables quant", path);
+        if (s == NB_OK) s = nb_ckpt_read_set(c, "quant", tr->opt.sets[1]);
+        if (s == NB_OK) s = nb_ckpt_read_set(c, "optim.m_quant", &tr->opt.m[1]);
+        if (s == NB_OK && tr->opt.cfg.kind == NB_OPTIM_ADAMW) s = nb_ckpt_read_set(c, "optim.v_quant", &tr->opt.v[1]);
+    }
+    if (s == NB_OK && tr->have_qstate) {
+        s = nb_ckpt_read_set(c, "quant_state", &tr->qstate);
+        if (s == NB_OK) s = qstate_push(tr);
+    }
     if (s == NB_OK) {
         tr->step = nb_ckpt_step(c);
         tr->opt.step = attr_ll(c, "optim_step", tr->step);
@@ -424,7 +495,8 @@ static nb_status resume(trainer *tr) {
 static nb_status train_step(trainer *tr, float lr, float *loss_out, double *norm_out) {
     const nb_recipe *r = tr->r;
     double loss_sum = 0.0;
-    nb_paramset *sets[1] = {&tr->model.params};
+    nb_paramset *sets[2] = {&tr->model.params, nb_qat_params(tr->qat)};
+    const int n_sets = sets[1] ? 2 : 1;
     qat_begin_step(tr);
     for (int micro = 0; micro < tr->accum; micro++) {
         int64_t batch = tr->step * tr->accum + micro;
@@ -443,7 +515,7 @@ static nb_status train_step(trainer *tr, float lr, float *loss_out, double *norm
         float l = nb_f32(loss)[0];
         if (!isfinite(l)) {
             /* name a parameter when one went bad, else the loss itself */
-            if (nb_paramsets_check_finite(sets, 1, 0) != NB_OK) return NB_ENAN;
+            if (nb_paramsets_check_finite(sets, n_sets, 0) != NB_OK) return NB_ENAN;
             return nb_fail(NB_ENAN, "loss is %s (micro-batch %d)", isnan(l) ? "nan" : "inf", micro);
         }
         NB_TRY(nb_backward(&tr->tape, loss, NULL));
@@ -501,8 +573,8 @@ static nb_status setup(trainer *tr) {
     oc.eps = r->optim.eps;
     oc.weight_decay = r->optim.weight_decay;
     oc.momentum = r->optim.momentum;
-    nb_paramset *sets[1] = {&tr->model.params};
-    NB_TRY(nb_optim_init(&tr->opt, &oc, 1, sets));
+    nb_paramset *sets[2] = {&tr->model.params, nb_qat_params(tr->qat)};
+    NB_TRY(nb_optim_init(&tr->opt, &oc, sets[1] ? 2 : 1, sets));
     tr->have_opt = 1;
     NB_TRY(nb_sched_kind_parse(r->schedule.kind, &tr->sched.kind));
     tr->sched.lr = r->optim.lr;
@@ -536,6 +608,8 @@ static void teardown(trainer *tr) {
         nb_arena_free(&tr->arena);
     }
     if (tr->have_opt) nb_optim_free(&tr->opt);
+    if (tr->have_qstate) nb_paramset_free(&tr->qstate);
+    nb_qat_free(tr->qat);
     if (tr->have_model) nb_model_free(&tr->model);
     nb_tokenizer_free(tr->tok);
     nb_tokens_free(&tr->train);
@@ -547,8 +621,7 @@ static nb_status on_nan(trainer *tr, int64_t step0) {
     char msg[1024];
     snprintf(msg, sizeof msg, "step %lld: %s", (long long)step0 + 1, nb_errmsg());
     nb_optim_zero_grad(&tr->opt);
-    nb_paramset *sets[1] = {&tr->model.params};
-    int params_ok = nb_paramsets_check_finite(sets, 1, 0) == NB_OK;
+    int params_ok = nb_paramsets_check_finite(tr->opt.sets, tr->opt.n_sets, 0) == NB_OK;
     if (!strcmp(tr->r->on_nan, "skip")) {
         tr->skipped++;
         tr->step++;
