@@ -50,6 +50,7 @@ typedef struct trainer {
     int diverge_run, diverge_reported;
     double t0, train_s;
     int64_t steps_this_run;
+    long mallocs_after_2; /* arena heap allocations once two steps ran (-1 before) */
 } trainer;
 
 static double now_s(void) {
@@ -532,10 +533,11 @@ static nb_status train_step(trainer *tr, float lr, float *loss_out, double *norm
     return NB_OK;
 }
 
-static nb_status evaluate(trainer *tr, float *val) {
+/* validation loss: eval_batches x B evenly spaced windows, or the whole split (always at the end) */
+static nb_status evaluate(trainer *tr, int whole, float *val) {
     *val = NAN;
     if (tr->val.n < 2) return NB_OK;
-    int64_t windows = tr->r->eval_batches > 0 ? (int64_t)tr->r->eval_batches * tr->B : 0;
+    int64_t windows = !whole && tr->r->eval_batches > 0 ? (int64_t)tr->r->eval_batches * tr->B : 0;
     double loss;
     int64_t n;
     NB_TRY(nb_eval_tokens(&tr->tape, &tr->model, tr->val.ids, tr->val.n, tr->B, tr->T, windows, &loss, &n));
@@ -708,6 +710,7 @@ static nb_status run(trainer *tr) {
         }
         if (s != NB_OK) return nb_fail_prefix(s, "step %lld", (long long)step0 + 1);
         tr->step++;
+        if (tr->steps_this_run == 2) tr->mallocs_after_2 = tr->arena.n_mallocs;
         res->train_loss = loss;
         if (isnan(res->first_loss)) res->first_loss = loss;
         check_divergence(tr, loss);
@@ -715,7 +718,7 @@ static nb_status run(trainer *tr) {
         int do_eval = (r->eval_every > 0 && tr->step % r->eval_every == 0) || last;
         val = NAN;
         if (do_eval) {
-            NB_TRY(evaluate(tr, &val));
+            NB_TRY(evaluate(tr, last, &val));
             if (!isnan(val)) res->val_loss = val;
             evaluated_at_end = last;
         }
@@ -733,7 +736,7 @@ static nb_status run(trainer *tr) {
         if (tr->step < r->steps) return NB_OK;
     }
     if (!evaluated_at_end) {
-        NB_TRY(evaluate(tr, &val));
+        NB_TRY(evaluate(tr, 1, &val));
         if (!isnan(val)) res->val_loss = val;
     }
     if (r->sample_tokens > 0) {
@@ -754,6 +757,7 @@ nb_status nb_train(const nb_recipe *r, const nb_train_opts *o, nb_train_result *
     tr.o = o ? o : &dflt;
     tr.res = res;
     tr.t0 = now_s();
+    tr.mallocs_after_2 = -1;
     nb_status s = run(&tr);
     char msg[1024];
     snprintf(msg, sizeof msg, "%s", nb_errmsg());
@@ -761,6 +765,7 @@ nb_status nb_train(const nb_recipe *r, const nb_train_opts *o, nb_train_result *
     res->skipped = tr.skipped;
     res->wall_s = now_s() - tr.t0;
     res->train_s = tr.train_s;
+    res->step_mallocs = tr.mallocs_after_2 >= 0 && tr.have_tape ? tr.arena.n_mallocs - tr.mallocs_after_2 : 0;
     res->tokens_per_s =
         tr.train_s > 0 ? (double)tr.steps_this_run * tr.accum * tr.B * tr.T / tr.train_s : 0.0;
     teardown(&tr);

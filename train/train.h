@@ -56,6 +56,7 @@ typedef struct nb_train_result {
     double tokens_per_s;   /* training tokens / train_s */
     int64_t n_params;
     int64_t skipped;       /* steps skipped on NaN */
+    long step_mallocs;     /* heap allocations of the step arena after the second step (0 expected) */
     char ckpt[2048];       /* last checkpoint written ("" if none) */
     char *sample;          /* generated text (nb_malloc'ed) or NULL */
 } nb_train_result;
