@@ -51,6 +51,7 @@ typedef struct trainer {
     double t0, train_s;
     int64_t steps_this_run;
     long mallocs_after_2; /* arena heap allocations once two steps ran (-1 before) */
+    int64_t saved_step;   /* step of the last checkpoint written by this run (-1: none) */
 } trainer;
 
 static double now_s(void) {
@@ -218,6 +219,12 @@ static nb_status finish_model(trainer *tr) {
         /* imported: the recipe's dropout applies, the file's sizes win */
         tr->model.cfg.dropout = r->model.dropout;
     }
+    if (!strncmp(r->model.init, "llama2c:", 8) && nb_tokenizer_kind(tr->tok) != NB_TOK_LLAMA2C)
+        return nb_fail(NB_EINVAL, "model.init: an imported llama2.c model needs its own tokenizer: set "
+                       "data.tokenizer: llama2c:PATH (its tokenizer.bin), not %s", r->data.tokenizer);
+    if (tr->have_model && strncmp(r->model.init, "random", 6) && V != tr->model.cfg.vocab_size)
+        return nb_fail(NB_EINVAL, "data.tokenizer has %d tokens but the imported model was trained with %d", V,
+                       tr->model.cfg.vocab_size);
     if (V > tr->model.cfg.vocab_size)
         return nb_fail(NB_EINVAL, "data.tokenizer has %d tokens but the model's vocabulary is %d", V,
                        tr->model.cfg.vocab_size);
@@ -385,6 +392,7 @@ static void prune(trainer *tr) {
 
 static nb_status save_ckpt(trainer *tr) {
     const nb_recipe *r = tr->r;
+    if (tr->saved_step == tr->step) return NB_OK; /* already on disk */
     char path[2048], latest[2048], tmp[2100];
     snprintf(path, sizeof path, "%s/ckpt-%lld.h5", r->out_dir, (long long)tr->step);
     snprintf(latest, sizeof latest, "%s/latest.h5", r->out_dir);
@@ -430,6 +438,7 @@ static nb_status save_ckpt(trainer *tr) {
     }
     snprintf(tr->res->ckpt, sizeof tr->res->ckpt, "%s", path);
     metrics_event(tr, "checkpoint", path);
+    tr->saved_step = tr->step;
     prune(tr);
     return NB_OK;
 }
@@ -758,6 +767,7 @@ nb_status nb_train(const nb_recipe *r, const nb_train_opts *o, nb_train_result *
     tr.res = res;
     tr.t0 = now_s();
     tr.mallocs_after_2 = -1;
+    tr.saved_step = -1;
     nb_status s = run(&tr);
     char msg[1024];
     snprintf(msg, sizeof msg, "%s", nb_errmsg());
