@@ -233,17 +233,50 @@ static nb_status write_split(hid_t f, const char *name, const int32_t *ids, int6
     return st;
 }
 
+/* What a dataset was made from: options, and size + mtime of every input file (and of a
+   llama2c tokenizer file). Equal keys mean a cached dataset can be reused. */
+static char *prepare_key(const nb_prepare_opts *o) {
+    size_t cap = 256, n = 0;
+    for (int i = 0; i <= o->n_train; i++) {
+        const char *p = i < o->n_train ? o->train[i] : o->val;
+        if (p) cap += strlen(p) + 64;
+    }
+    if (o->tokenizer) cap += 2 * strlen(o->tokenizer) + 64;
+    char *k = nb_malloc(cap);
+    if (!k) return NULL;
+    int has_val = o->val && o->val[0];
+    n += (size_t)snprintf(k + n, cap - n, "v%d tok=%s frac=%.17g", NB_DATASET_VERSION,
+                          o->tok ? "(given)" : o->tokenizer ? o->tokenizer : "", has_val ? 0.0 : o->val_fraction);
+    for (int i = 0; i <= o->n_train + 1; i++) {
+        const char *p = i < o->n_train ? o->train[i] : i == o->n_train ? (has_val ? o->val : NULL)
+                        : (!o->tok && o->tokenizer && !strncmp(o->tokenizer, "llama2c:", 8) ? o->tokenizer + 8 : NULL);
+        if (!p) continue;
+        struct stat sb;
+        long long size = -1, mt = -1;
+        if (stat(p, &sb) == 0) {
+            size = (long long)sb.st_size;
+            mt = (long long)sb.st_mtim.tv_sec * 1000000000LL + sb.st_mtim.tv_nsec;
+        }
+        n += (size_t)snprintf(k + n, cap - n, "\n%s %s %lld %lld", i < o->n_train ? "train" : i == o->n_train ? "val" : "tok",
+                              p, size, mt);
+    }
+    return k;
+}
+
 static nb_status write_file(const char *path, const nb_prepare_opts *o, const nb_tokenizer *tok, const int32_t *ids,
                             int64_t n_train, int64_t n_val, int64_t d_train, int64_t d_val, double frac) {
     hid_t f;
     H5E_BEGIN_TRY { f = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT); }
     H5E_END_TRY;
-    if (f < 0) return nb_fail(NB_EIO, "cannot create %s", path);
+    if (f < 0) return nb_fail(NB_EIO, "cannot create %s (does the folder exist and is it writable?)", path);
     int V = nb_tokenizer_vocab(tok);
     nb_status st = nb_h5io_put_str(f, "format", FORMAT_NAME);
     if (!st) st = nb_h5io_put_i64(f, "format_version", NB_DATASET_VERSION);
     if (!st) st = nb_h5io_put_str(f, "tokenizer", nb_tokenizer_kind_name(nb_tokenizer_kind(tok)));
     if (!st) st = nb_h5io_put_str(f, "tokenizer_spec", o->tok ? "(given)" : o->tokenizer);
+    char *key = prepare_key(o);
+    if (!st) st = key ? nb_h5io_put_str(f, "prepare_key", key) : nb_fail(NB_ENOMEM, "out of memory");
+    nb_free(key);
     if (!st) st = nb_h5io_put_i64(f, "vocab_size", V);
     if (!st) st = nb_h5io_put_i64(f, "bos", nb_tokenizer_bos(tok));
     if (!st) st = nb_h5io_put_strs(f, "sources", o->train, o->n_train);
@@ -265,7 +298,7 @@ static nb_status write_file(const char *path, const nb_prepare_opts *o, const nb
     H5E_BEGIN_TRY { r = H5Fclose(f); }
     H5E_END_TRY;
     if (!st && r < 0) st = nb_fail(NB_EIO, "closing %s failed (disk full?)", path);
-    return st ? nb_fail_prefix(st, "%s", path) : NB_OK;
+    return st;
 }
 
 nb_status nb_dataset_prepare(const nb_prepare_opts *o, const char *out_path, nb_prepare_stats *stats) {
@@ -364,7 +397,10 @@ nb_status nb_dataset_prepare(const nb_prepare_opts *o, const char *out_path, nb_
     snprintf(tmp_path, sizeof tmp_path, "%s.tmp%ld", out_path, (long)getpid());
     st = write_file(tmp_path, o, tok, tr.ids, n_train, n_val, d_train, d_val, frac);
     if (!st && rename(tmp_path, out_path) != 0) st = nb_fail(NB_EIO, "rename to %s: %s", out_path, strerror(errno));
-    if (st) unlink(tmp_path);
+    if (st) {
+        unlink(tmp_path);
+        st = nb_fail_prefix(st, "writing %s", out_path);
+    }
     if (!st && stats) {
         stats->train_tokens = n_train;
         stats->val_tokens = n_val;
@@ -480,6 +516,26 @@ nb_status nb_dataset_tokenizer(const char *path, nb_tokenizer **out) {
     }
     H5Fclose(f);
     return st;
+}
+
+int nb_dataset_is_current(const char *path, const nb_prepare_opts *o) {
+    hid_t f;
+    if (access(path, R_OK) != 0 || open_dataset(path, &f) != NB_OK) return 0;
+    char *want = prepare_key(o);
+    size_t cap = want ? strlen(want) + 2 : 1;
+    char *have = nb_malloc(cap);
+    int same = want && have && nb_h5io_get_str(f, path, "prepare_key", have, cap) == NB_OK && !strcmp(have, want);
+    H5Fclose(f);
+    nb_free(want);
+    nb_free(have);
+    if (same && o->tok) {
+        nb_tokenizer *t;
+        if (nb_dataset_tokenizer(path, &t) != NB_OK) return 0;
+        same = nb_tokenizer_equal(t, o->tok);
+        nb_tokenizer_free(t);
+    }
+    nb_clear_error();
+    return same;
 }
 
 nb_status nb_tokens_load(const char *path, const nb_tokenizer *tok, const char *split, nb_tokens *out) {

@@ -51,9 +51,14 @@ typedef struct nb_prepare_stats {
      /train, /val       1-D uint16 (vocab <= 65536) or int32 tokens; attrs n_tokens, n_documents
      /tokenizer         the tokenizer group (see nb_tokenizer_save_h5)
      / attrs            format = "nibble-tokens", format_version, tokenizer (kind), tokenizer_spec,
-                        vocab_size, bos, sources (array of str), val_source, val_fraction
+                        vocab_size, bos, sources (array of str), val_source, val_fraction,
+                        prepare_key (what nb_dataset_is_current compares)
    Errors: a missing file (NB_EIO), an unknown spec or empty text (NB_EINVAL), each naming it. */
 nb_status nb_dataset_prepare(const nb_prepare_opts *o, const char *out_path, nb_prepare_stats *stats);
+
+/* 1 when path is a dataset prepared with the same options from input files of the same size and
+   modification time (and, for opts->tok, the same tokenizer): a cache that can be reused. */
+int nb_dataset_is_current(const char *path, const nb_prepare_opts *o);
 
 /* ---- text in memory (nibble eval --data TEXT) ---- */
 

@@ -429,6 +429,70 @@ START_TEST(test_llama2c_bad_files) {
 }
 END_TEST
 
+/* A hand-made vocabulary: merges by score, and no byte fallback ids (V = 10). */
+START_TEST(test_llama2c_tiny_vocab) {
+    struct { const char *p; float s; } recs[] = {{"<unk>", 0}, {"<s>", 0}, {"</s>", 0}, {" ", -1}, {"a", -2},
+                                                 {"b", -3}, {"ab", 5}, {"c", -4}, {"abc", 7}, {" ab", 6}};
+    unsigned char buf[256];
+    size_t n = 0;
+    int32_t maxlen = 3;
+    memcpy(buf, &maxlen, 4);
+    n = 4;
+    for (int i = 0; i < 10; i++) {
+        int32_t len = (int32_t)strlen(recs[i].p);
+        memcpy(buf + n, &recs[i].s, 4);
+        memcpy(buf + n + 4, &len, 4);
+        memcpy(buf + n + 8, recs[i].p, (size_t)len);
+        n += 8 + (size_t)len;
+    }
+    nb_tokenizer *t;
+    ck_assert(nb_tokenizer_llama2c_load_mem(buf, n, "tiny", 0, &t) == NB_OK);
+    ck_assert_int_eq(nb_tokenizer_vocab(t), 10);
+    ck_assert_int_eq(nb_tokenizer_max_token_len(t), 5); /* the real longest piece, not the header's 3 */
+    int32_t *ids;
+    int64_t k;
+    /* " " a b c -> ab (5) -> then abc (7) beats " ab" (6) */
+    ck_assert(nb_tokenizer_encode(t, "abc", 3, 1, 0, &ids, &k) == NB_OK);
+    ck_assert_int_eq(k, 3);
+    ck_assert(ids[0] == 1 && ids[1] == 3 && ids[2] == 8);
+    nb_free(ids);
+    /* " " a b -> ab -> " ab" */
+    ck_assert(nb_tokenizer_encode(t, "ab", 2, 0, 0, &ids, &k) == NB_OK);
+    ck_assert(k == 1 && ids[0] == 9);
+    nb_free(ids);
+    /* no <0xXX> ids in a vocabulary of 10: an unknown character is an error, not a wild id */
+    ck_assert_int_eq(nb_tokenizer_encode(t, "abz", 3, 0, 0, &ids, &k), NB_EINVAL);
+    ck_assert_msg(strstr(nb_errmsg(), "0x7A") && strstr(nb_errmsg(), "byte fallback"), "%s", nb_errmsg());
+    nb_tokenizer_free(t);
+}
+END_TEST
+
+/* Every allocation failing in turn: a clean NB_ENOMEM, never a crash or a leak (ASan run). */
+START_TEST(test_tokenizer_alloc_failures) {
+    size_t len;
+    char *bin = slurp(TOK512, &len);
+    const char *text = "Once upon a time, na\xc3\xafve \xf0\x9f\x99\x82.\n<|endoftext|>\nThe end.";
+    int ok = 0;
+    for (long k = 0; k < 60; k++) {
+        nb_alloc_fail_after(k);
+        nb_tokenizer *t = NULL;
+        nb_tokens toks = {0};
+        nb_status s = nb_tokenizer_llama2c_load_mem(bin, len, "tok", 0, &t);
+        if (s == NB_OK) s = nb_text_tokenize(t, text, strlen(text), &toks);
+        char *back = NULL;
+        if (s == NB_OK) s = nb_tokenizer_decode(t, toks.ids, toks.n, &back);
+        nb_alloc_fail_after(-1);
+        ck_assert_msg(s == NB_OK || s == NB_ENOMEM, "k=%ld: %s", k, nb_errmsg());
+        ok += s == NB_OK;
+        nb_free(back);
+        nb_tokens_free(&toks);
+        nb_tokenizer_free(t);
+    }
+    ck_assert_int_gt(ok, 0);
+    free(bin);
+}
+END_TEST
+
 START_TEST(test_tokenizer_h5_roundtrip) {
     nb_tokenizer *toks[3];
     ck_assert(nb_tokenizer_byte(&toks[0]) == NB_OK);
@@ -671,6 +735,39 @@ START_TEST(test_prepare_open_windows) {
 }
 END_TEST
 
+START_TEST(test_dataset_cache_check) {
+    const char *a = tmp("d.txt");
+    write_stories(a, 0, 10);
+    char out[512];
+    snprintf(out, sizeof out, "%s", tmp("cache.h5"));
+    const char *train[] = {a};
+    nb_prepare_opts o = {.train = train, .n_train = 1, .val_fraction = 0.2, .tokenizer = "byte"};
+    ck_assert(!nb_dataset_is_current(out, &o));
+    ck_assert(nb_dataset_prepare(&o, out, NULL) == NB_OK);
+    ck_assert(nb_dataset_is_current(out, &o));
+    o.val_fraction = 0.3;
+    ck_assert(!nb_dataset_is_current(out, &o));
+    o.val_fraction = 0.2;
+    o.tokenizer = "char";
+    ck_assert(!nb_dataset_is_current(out, &o));
+    o.tokenizer = NULL;
+    nb_tokenizer *byte;
+    ck_assert(nb_tokenizer_byte(&byte) == NB_OK);
+    o.tok = byte;
+    ck_assert(!nb_dataset_is_current(out, &o)); /* prepared from a spec, not a given tokenizer */
+    ck_assert(nb_dataset_prepare(&o, out, NULL) == NB_OK);
+    ck_assert(nb_dataset_is_current(out, &o));
+    nb_tokenizer *l2 = tok512();
+    o.tok = l2;
+    ck_assert(!nb_dataset_is_current(out, &o));
+    o.tok = byte;
+    write_stories(a, 0, 11); /* the source changed */
+    ck_assert(!nb_dataset_is_current(out, &o));
+    nb_tokenizer_free(byte);
+    nb_tokenizer_free(l2);
+}
+END_TEST
+
 START_TEST(test_dataset_refuses_bad_files) {
     const char *a = tmp("c.txt");
     write_stories(a, 0, 10);
@@ -735,9 +832,12 @@ NB_SUITE("data") {
     tcase_add_test(tc, test_llama2c_edge_cases);
     tcase_add_test(tc, test_llama2c_merge_matches_naive);
     tcase_add_test(tc, test_llama2c_bad_files);
+    tcase_add_test(tc, test_llama2c_tiny_vocab);
+    tcase_add_test(tc, test_tokenizer_alloc_failures);
     tcase_add_test(tc, test_tokenizer_h5_roundtrip);
     tcase_add_test(tc, test_document_rules);
     tcase_add_test(tc, test_tinystories_documents);
     tcase_add_test(tc, test_prepare_open_windows);
+    tcase_add_test(tc, test_dataset_cache_check);
     tcase_add_test(tc, test_dataset_refuses_bad_files);
 }
