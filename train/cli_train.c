@@ -166,7 +166,7 @@ int nb_cmd_train(int argc, char **argv) {
     char wall[32];
     fmt_time(wall, sizeof wall, res.wall_s);
     if (s == NB_OK) {
-        if (res.sample) printf("\n--- sample ---\n%s\n--------------\n", res.sample);
+        if (res.sample) printf("\n--- sample ---\n%s%s\n--------------\n", r.sample_prompt, res.sample);
         printf("done: %lld/%d steps in %s (%.1f s) | train loss %.4f | val loss %.4f | %.0f tok/s | %lld params%s%s\n",
                (long long)res.steps_done, r.steps, wall, res.wall_s, res.train_loss, res.val_loss, res.tokens_per_s,
                (long long)res.n_params, res.ckpt[0] ? " | " : "", res.ckpt);
