@@ -33,14 +33,21 @@ float nb_dot_i4_i8_lanes_avx512(int64_t n, int64_t group, const uint8_t *w, cons
 
 /* ---- activation quantizers ---- */
 
+/* float -> int8 for an already rounded code in [-127, 127]. A non-finite activation (the model
+   diverged) would make the C conversion undefined: it becomes code 0 and the group's scale is
+   made non-finite below, so the output is NaN rather than silently finite. */
+static inline int8_t code_i8(float v) { return v >= -128.0f && v <= 127.0f ? (int8_t)v : 0; }
+
 void nb_quantize_act_q8_0_ref(const float *x, nb_block_q8_0 *y, int64_t n) {
     for (int64_t b = 0; b < n / NB_QK; b++) {
         const float *xb = x + b * NB_QK;
         float amax = 0.0f;
         for (int j = 0; j < NB_QK; j++) amax = fmaxf(amax, fabsf(xb[j]));
-        y[b].d = nb_fp32_to_fp16(amax / 127.0f);
+        int finite = 1;
+        for (int j = 0; j < NB_QK; j++) finite &= isfinite(xb[j]);
+        y[b].d = nb_fp32_to_fp16(finite ? amax / 127.0f : NAN);
         float id = amax != 0.0f ? 127.0f / amax : 0.0f;
-        for (int j = 0; j < NB_QK; j++) y[b].qs[j] = (int8_t)nearbyintf(xb[j] * id); /* half to even */
+        for (int j = 0; j < NB_QK; j++) y[b].qs[j] = code_i8(nearbyintf(xb[j] * id)); /* half to even */
     }
 }
 
@@ -48,12 +55,13 @@ void nb_quantize_act_i8_ref(const float *x, int8_t *q, float *s, int64_t n, int6
     for (int64_t g0 = 0, g = 0; g0 < n; g0 += group, g++) {
         int64_t len = n - g0 < group ? n - g0 : group;
         float amax = 0.0f;
-        for (int64_t j = 0; j < len; j++) amax = fmaxf(amax, fabsf(x[g0 + j]));
+        int finite = 1;
+        for (int64_t j = 0; j < len; j++) amax = fmaxf(amax, fabsf(x[g0 + j])), finite &= isfinite(x[g0 + j]);
         float sc = amax / 127.0f;
-        s[g] = sc;
+        s[g] = finite ? sc : NAN;
         for (int64_t j = 0; j < len; j++) {
             /* roundf(v) for |v| <= 127: truncate, then step away from zero on a remainder of a half */
-            float v = sc != 0.0f ? x[g0 + j] / sc : 0.0f;
+            float v = sc != 0.0f && finite ? x[g0 + j] / sc : 0.0f;
             int i = (int)v;
             float d = v - (float)i;
             i += d >= 0.5f ? 1 : d <= -0.5f ? -1 : 0;
