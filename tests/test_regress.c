@@ -61,7 +61,7 @@ START_TEST(test_act_quant_nonfinite) {
     nb_quantize_act_i8_ref(x, q, s, 64, 32);
     ck_assert(isnan(s[0]) && isnan(s[1]));
     ck_assert_int_eq(q[5], 0);
-    nb_blk_q8_0 b[2];
+    nb_block_q8_0 b[2];
     nb_quantize_act_q8_0_ref(x, b, 64);
     ck_assert(!isfinite(nb_fp16_to_fp32(b[0].d)) && !isfinite(nb_fp16_to_fp32(b[1].d)));
     ck_assert_int_eq(b[0].qs[5], 0);
