@@ -428,7 +428,10 @@ static nb_status save_ckpt(trainer *tr) {
     c.attrs[c.n_attrs++] = (nb_ckpt_attr){"skipped", skipped};
     c.attrs[c.n_attrs++] = (nb_ckpt_attr){"first_loss", first};
     c.attrs[c.n_attrs++] = (nb_ckpt_attr){"optim", r->optim.name};
-    NB_TRY(nb_ckpt_save(path, &c));
+    nb_status st = nb_ckpt_save(path, &c);
+    if (st != NB_OK) /* disk full / write error: the previous checkpoints are untouched; stop */
+        return nb_fail_prefix(st, "checkpoint at step %lld failed (previous checkpoint %s kept, run stopped)",
+                              (long long)tr->step, tr->res->ckpt[0] ? tr->res->ckpt : "(none in this run)");
     /* latest.h5: a second name for the same complete file (hard link + atomic rename) */
     snprintf(tmp, sizeof tmp, "%s.tmp-%d", latest, (int)getpid());
     unlink(tmp);
