@@ -644,6 +644,7 @@ static nb_status on_nan(trainer *tr, int64_t step0) {
         if (params_ok && (tr->r->max_skips <= 0 || tr->skipped < tr->r->max_skips)) return NB_OK;
         snprintf(msg + strlen(msg), sizeof msg - strlen(msg), "; %lld steps skipped, max_skips %d",
                  (long long)tr->skipped, tr->r->max_skips);
+        metrics_event(tr, "nan_stop", msg);
     } else {
         metrics_event(tr, "nan_stop", msg);
     }
