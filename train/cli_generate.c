@@ -36,7 +36,7 @@ static void json_str(const char *s) {
 
 int nb_cmd_generate(int argc, char **argv) {
     const char *path = NULL, *prompt = "", *tok_path = NULL;
-    nb_gen_opts g = {256, 1.0f, 0.9f, (uint64_t)time(NULL), 1};
+    nb_generate_opts g = {256, 1.0f, 0.9f, (uint64_t)time(NULL), 1};
     int json = 0;
     for (int i = 1; i < argc; i++) {
         const char *v = NULL;
