@@ -1018,7 +1018,13 @@ nb_status nb_ckpt_read_tokenizer(nb_ckpt *c, nb_tokenizer **out) {
     nb_status st = nb_tokenizer_load_h5(g, out);
     H5Gclose(g);
     if (st != NB_OK) return nb_fail_prefix(st, "%s: tokenizer", c->path);
-    return NB_OK;
+    if (nb_tokenizer_vocab(*out) > c->cfg.vocab_size) {
+        st = nb_fail(NB_EFORMAT, "%s: the stored tokenizer has %d tokens, more than the model's vocab_size %d", c->path,
+                     nb_tokenizer_vocab(*out), c->cfg.vocab_size);
+        nb_tokenizer_free(*out);
+        *out = NULL;
+    }
+    return st;
 }
 
 nb_status nb_ckpt_load_model(nb_ckpt *c, nb_model *m) {

@@ -105,7 +105,8 @@ nb_status nb_ckpt_read_attr(nb_ckpt *c, const char *key, char **value);
 nb_status nb_ckpt_attr_names(nb_ckpt *c, int *n, char ***names);
 void nb_ckpt_free_names(int n, char **names);
 int nb_ckpt_has_tokenizer(nb_ckpt *c);
-/* The stored tokenizer (NB_EFORMAT when there is none). */
+/* The stored tokenizer (NB_EFORMAT when there is none, or when it has more tokens than the
+   model's vocab_size: a model may have a padded vocabulary, never a smaller one). */
 nb_status nb_ckpt_read_tokenizer(nb_ckpt *c, nb_tokenizer **out);
 
 /* ---- whole models ---- */
