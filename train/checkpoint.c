@@ -1028,6 +1028,15 @@ nb_status nb_ckpt_read_tokenizer(nb_ckpt *c, nb_tokenizer **out) {
 }
 
 nb_status nb_ckpt_load_model(nb_ckpt *c, nb_model *m) {
+    /* the config sizes the parameter block: refuse one the file cannot hold before allocating it
+       (a 16 KB file must not make us zero 13 GB) */
+    hsize_t fsize = 0;
+    int64_t numel = nb_model_config_numel(&c->cfg);
+    if (H5Fget_filesize(c->file, &fsize) < 0 || (uint64_t)numel > fsize / sizeof(float)) {
+        memset(m, 0, sizeof *m);
+        return nb_fail(NB_EFORMAT, "%s: config implies %lld parameters (%lld bytes) but the file has %llu bytes",
+                       c->path, (long long)numel, (long long)numel * 4, (unsigned long long)fsize);
+    }
     NB_TRY(nb_model_init(m, &c->cfg));
     nb_status st = nb_ckpt_read_params(c, &m->params);
     if (st != NB_OK) nb_model_free(m);

@@ -50,6 +50,7 @@ int nb_cmd_import(int argc, char **argv) {
         fprintf(stderr, "nibble import: unknown source format '%s' (supported: llama2c)\n", kind);
         return 1;
     }
+    if (nb_cli_input_missing("import", NULL, model) || (tok && nb_cli_input_missing("import", "--tokenizer", tok))) return 1;
     nb_model m;
     nb_status s = nb_llama2c_load(model, &m);
     if (s != NB_OK) return nb_cli_fail("import", s);

@@ -408,9 +408,7 @@ int nb_cmd_info(int argc, char **argv) {
         usage(stderr);
         return 1;
     }
-    FILE *f = fopen(path, "rb");
-    if (!f) return nb_cli_fail("info", nb_fail(NB_EIO, "open %s: %s", path, strerror(errno)));
-    fclose(f);
+    if (nb_cli_input_missing("info", NULL, path)) return 1;
     for (size_t i = 0; i < sizeof formats / sizeof formats[0]; i++) {
         if (!formats[i].probe(path)) continue;
         nb_status s = formats[i].show(path, json);
