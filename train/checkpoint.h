@@ -67,6 +67,10 @@ typedef struct nb_ckpt_contents {
    write fails, NB_EINVAL for bad names; in both cases no PATH.tmp-<pid> is left behind. */
 nb_status nb_ckpt_save(const char *path, const nb_ckpt_contents *c);
 
+/* Recomputes the seal of a checkpoint edited on purpose outside nibble (e.g. attributes changed
+   with h5py; HDF5 keeps the user block). NB_EFORMAT when the file has no nibble header. */
+nb_status nb_ckpt_seal_file(const char *path);
+
 /* ---- reading ---- */
 
 typedef struct nb_ckpt nb_ckpt; /* an open checkpoint (opaque) */
