@@ -53,7 +53,10 @@ struct nb_qat {
     int *w_of, *a_of;        /* (model->n): index in w / a, -1 */
     long step;
     long gen;                /* bumped by begin_step / invalidate */
-    nb_qat_array *arrays;    /* checkpoint state table */
+    nb_paramset state;       /* observer state arrays as a paramset (kind QUANT, never optimised) */
+    int has_state;
+    nb_qat_array *arrays;    /* the same arrays by name (views into `state`) */
+    float ***slots;          /* where each array's data pointer goes once `state` exists */
     int n_arrays;
 };
 
@@ -64,7 +67,7 @@ static nb_status rule_fail(const char *sec, int i, const nb_qrule *r, const char
 }
 
 static nb_status parse_rule(const nb_qrule *r, int i, int is_act, qrule *out) {
-    const char *sec = is_act ? "acts" : "weights";
+    const char *sec = is_act ? "activations" : "weights";
     memset(out, 0, sizeof *out);
     out->bits = r->bits;
     if (!r->match[0]) return nb_fail(NB_EINVAL, "quant.%s[%d]: match: a glob on parameter names is required", sec, i);
@@ -145,11 +148,18 @@ static nb_status parse_rule(const nb_qrule *r, int i, int is_act, qrule *out) {
     return NB_OK;
 }
 
-static int candidate(const nb_recipe_quant *rq, const nb_param *p, int is_act) {
+/* Which parameters rules may quantize. A tied model (no CLASSIFIER parameter) runs its classifier
+   matmul through the hooks with the embedding's index, so quantize_classifier then opts the
+   embedding table in (its lookup never calls a hook). */
+static int candidate(const nb_recipe_quant *rq, const nb_paramset *m, const nb_param *p, int is_act) {
     if (p->t.ndim != 2) return 0;
     if (p->kind == NB_PARAM_LINEAR) return 1;
     if (p->kind == NB_PARAM_CLASSIFIER) return rq->quantize_classifier;
-    if (p->kind == NB_PARAM_EMBED) return !is_act && rq->quantize_embeddings;
+    if (p->kind == NB_PARAM_EMBED) {
+        int tied = 1;
+        for (int k = 0; k < m->n; k++) tied &= m->p[k].kind != NB_PARAM_CLASSIFIER;
+        return (tied && rq->quantize_classifier) || (!is_act && rq->quantize_embeddings);
+    }
     return 0;
 }
 
@@ -158,7 +168,8 @@ static nb_status no_match(const nb_recipe_quant *rq, const nb_paramset *m, const
     for (int k = 0; k < m->n; k++) {
         if (fnmatch(glob, m->p[k].name, 0)) continue;
         const nb_param *p = &m->p[k];
-        const char *why = p->kind == NB_PARAM_EMBED ? "an embedding: set quant.quantize_embeddings: true"
+        const char *why = p->kind == NB_PARAM_EMBED ? "the token embedding: set quant.quantize_embeddings: true "
+                                                      "(or quant.quantize_classifier: true when it is tied)"
                           : p->kind == NB_PARAM_CLASSIFIER ? "the classifier: set quant.quantize_classifier: true"
                                                            : "not a linear weight";
         (void)rq;
@@ -173,11 +184,35 @@ static nb_status no_match(const nb_recipe_quant *rq, const nb_paramset *m, const
 
 static float *falloc(int64_t n) { return nb_calloc((size_t)(n > 0 ? n : 1), sizeof(float)); }
 
-static nb_status add_array(nb_qat *q, const char *pname, const char *suffix, float *data, int64_t n) {
-    nb_qat_array *a = &q->arrays[q->n_arrays++];
+static void add_array(nb_qat *q, const char *pname, const char *suffix, float **slot, int64_t n) {
+    nb_qat_array *a = &q->arrays[q->n_arrays];
     snprintf(a->name, sizeof a->name, "%s.%s", pname, suffix);
-    a->data = data;
+    a->data = NULL;
     a->n = n;
+    q->slots[q->n_arrays++] = slot;
+}
+
+/* the observer state block: one paramset, the qweight/qact pointers aimed into it */
+static nb_status build_state(nb_qat *q) {
+    if (!q->n_arrays) return NB_OK;
+    nb_param_spec *sp = nb_calloc((size_t)q->n_arrays, sizeof *sp);
+    if (!sp) return nb_fail(NB_ENOMEM, "qat: state table");
+    for (int i = 0; i < q->n_arrays; i++) {
+        snprintf(sp[i].name, sizeof sp[i].name, "%s", q->arrays[i].name);
+        sp[i].ndim = 1;
+        sp[i].shape[0] = q->arrays[i].n;
+        sp[i].kind = NB_PARAM_QUANT;
+    }
+    nb_status st = nb_paramset_build(&q->state, q->n_arrays, sp);
+    nb_free(sp);
+    if (st) return st;
+    q->has_state = 1;
+    for (int i = 0; i < q->n_arrays; i++) {
+        nb_param *p = &q->state.p[i];
+        p->lr_mult = p->wd_mult = 0.0f;
+        p->t.requires_grad = 0;
+        q->arrays[i].data = *q->slots[i] = p->t.data;
+    }
     return NB_OK;
 }
 
@@ -195,8 +230,9 @@ nb_status nb_qat_build(const nb_recipe_quant *rq, const nb_paramset *model, floa
     q->w_of = nb_calloc((size_t)model->n + 1, sizeof *q->w_of);
     q->a_of = nb_calloc((size_t)model->n + 1, sizeof *q->a_of);
     q->arrays = nb_calloc((size_t)model->n * 6 + 1, sizeof *q->arrays);
+    q->slots = nb_calloc((size_t)model->n * 6 + 1, sizeof *q->slots);
     qs = nb_calloc((size_t)model->n * 3 + 1, sizeof *qs);
-    if (!q->w || !q->a || !q->w_of || !q->a_of || !q->arrays || !qs) {
+    if (!q->w || !q->a || !q->w_of || !q->a_of || !q->arrays || !q->slots || !qs) {
         st = nb_fail(NB_ENOMEM, "qat: tables for %d parameters", model->n);
         goto fail;
     }
@@ -233,7 +269,7 @@ nb_status nb_qat_build(const nb_recipe_quant *rq, const nb_paramset *model, floa
     for (int i = 0; i < n_ar; i++)
         if ((st = parse_rule(&rq->acts[i], i, 1, &ar[i]))) goto fail;
     if (!preset && n_wr == 0 && n_ar == 0) {
-        st = nb_fail(NB_EINVAL, "quant.enabled is true but quant has no weights/acts rules and no preset");
+        st = nb_fail(NB_EINVAL, "quant.enabled is true but quant.weights, quant.activations and quant.preset are all empty");
         goto fail;
     }
 
@@ -242,7 +278,7 @@ nb_status nb_qat_build(const nb_recipe_quant *rq, const nb_paramset *model, floa
     int nq = 0;
     for (int k = 0; k < model->n; k++) {
         const nb_param *p = &model->p[k];
-        if (!candidate(rq, p, 0)) continue;
+        if (!candidate(rq, model, p, 0)) continue;
         qrule r;
         int ri = -1;
         if (preset) {
@@ -275,15 +311,12 @@ nb_status nb_qat_build(const nb_recipe_quant *rq, const nb_paramset *model, floa
             if ((st = nb_qspec_check(&big, p->name, w->rows, w->cols))) goto fail;
         }
         w->ns = nb_qspec_nscales(&r.spec, w->rows, w->cols);
-        w->lo = falloc(w->ns);
-        w->hi = falloc(w->ns);
-        w->nobs = falloc(1);
         w->scale = falloc(w->ns);
         w->zero = r.spec.symmetric ? NULL : falloc(w->ns);
         w->wq = falloc(w->rows * w->cols);
         w->ps = w->pz = -1;
         w->gen = -1;
-        if (!w->lo || !w->hi || !w->nobs || !w->scale || (!r.spec.symmetric && !w->zero) || !w->wq) {
+        if (!w->scale || (!r.spec.symmetric && !w->zero) || !w->wq) {
             q->nw++;
             st = nb_fail(NB_ENOMEM, "qat: state of %s", p->name);
             goto fail;
@@ -305,23 +338,23 @@ nb_status nb_qat_build(const nb_recipe_quant *rq, const nb_paramset *model, floa
                 nq++;
             }
         }
-        add_array(q, p->name, "obs_lo", w->lo, w->ns);
-        add_array(q, p->name, "obs_hi", w->hi, w->ns);
-        add_array(q, p->name, "obs_n", w->nobs, 1);
+        add_array(q, p->name, "obs_lo", &w->lo, w->ns);
+        add_array(q, p->name, "obs_hi", &w->hi, w->ns);
+        add_array(q, p->name, "obs_n", &w->nobs, 1);
         q->w_of[k] = q->nw++;
     }
     for (int i = 0; i < n_wr; i++) {
         if (wmatched[i]) continue;
         int any = 0; /* matched a candidate only behind an earlier rule? then it is shadowed, not absent */
         for (int k = 0; k < model->n && !any; k++)
-            any = candidate(rq, &model->p[k], 0) && !fnmatch(rq->weights[i].match, model->p[k].name, 0);
+            any = candidate(rq, model, &model->p[k], 0) && !fnmatch(rq->weights[i].match, model->p[k].name, 0);
         if (!any) { st = no_match(rq, model, "weights", i, rq->weights[i].match); goto fail; }
     }
 
     /* activation rules: on the inputs of the matching weights */
     for (int k = 0; k < model->n; k++) {
         const nb_param *p = &model->p[k];
-        if (!candidate(rq, p, 1)) continue;
+        if (!candidate(rq, model, p, 1)) continue;
         int ri = -1;
         for (int i = 0; i < n_ar && ri < 0; i++)
             if (!fnmatch(rq->acts[i].match, p->name, 0)) ri = i;
@@ -334,15 +367,17 @@ nb_status nb_qat_build(const nb_recipe_quant *rq, const nb_paramset *model, floa
         a->r = ar[ri];
         a->ps = a->pz = -1;
         if ((st = nb_qspec_check(&a->r.spec, p->name, 1, p->t.shape[1]))) {
-            nb_fail_prefix(st, "quant.acts[%d] (match \"%s\"): input of", ri, rq->acts[ri].match);
+            nb_fail_prefix(st, "quant.activations[%d] (match \"%s\"): input of", ri, rq->acts[ri].match);
             goto fail;
         }
         if (!a->r.dynamic) {
-            a->lo = falloc(1), a->hi = falloc(1), a->nobs = falloc(1);
-            if (!a->lo || !a->hi || !a->nobs) { q->na++; st = nb_fail(NB_ENOMEM, "qat: act state"); goto fail; }
-            add_array(q, p->name, "act_obs_lo", a->lo, 1);
-            add_array(q, p->name, "act_obs_hi", a->hi, 1);
-            add_array(q, p->name, "act_obs_n", a->nobs, 1);
+            if (strlen(p->name) + 12 >= sizeof qs[0].name) {
+                st = nb_fail(NB_EINVAL, "qat: parameter name %s is too long for its quantizer state", p->name);
+                goto fail;
+            }
+            add_array(q, p->name, "act_obs_lo", &a->lo, 1);
+            add_array(q, p->name, "act_obs_hi", &a->hi, 1);
+            add_array(q, p->name, "act_obs_n", &a->nobs, 1);
             nb_qest e = a->r.est;
             if (e == NB_QEST_LSQ || e == NB_QEST_LSQP || e == NB_QEST_PACT) {
                 a->ps = nq;
@@ -361,10 +396,11 @@ nb_status nb_qat_build(const nb_recipe_quant *rq, const nb_paramset *model, floa
     }
     for (int i = 0; i < n_ar; i++) {
         if (amatched[i]) continue;
-        st = no_match(rq, model, "acts", i, rq->acts[i].match);
+        st = no_match(rq, model, "activations", i, rq->acts[i].match);
         goto fail;
     }
 
+    if ((st = build_state(q))) goto fail;
     if (nq) {
         if ((st = nb_paramset_build(&q->qp, nq, qs))) goto fail;
         q->has_qp = 1;
@@ -390,15 +426,16 @@ void nb_qat_free(nb_qat *q) {
     if (!q) return;
     for (int i = 0; q->w && i < q->nw; i++) {
         qweight *w = &q->w[i];
-        nb_free(w->lo), nb_free(w->hi), nb_free(w->nobs), nb_free(w->scale), nb_free(w->zero), nb_free(w->wq);
+        nb_free(w->scale), nb_free(w->zero), nb_free(w->wq);
     }
-    for (int i = 0; q->a && i < q->na; i++) nb_free(q->a[i].lo), nb_free(q->a[i].hi), nb_free(q->a[i].nobs);
     if (q->has_qp) nb_paramset_free(&q->qp);
-    nb_free(q->w), nb_free(q->a), nb_free(q->w_of), nb_free(q->a_of), nb_free(q->arrays);
+    if (q->has_state) nb_paramset_free(&q->state);
+    nb_free(q->w), nb_free(q->a), nb_free(q->w_of), nb_free(q->a_of), nb_free(q->arrays), nb_free(q->slots);
     nb_free(q);
 }
 
 nb_paramset *nb_qat_params(nb_qat *q) { return q && q->has_qp ? &q->qp : NULL; }
+nb_paramset *nb_qat_state(nb_qat *q) { return q && q->has_state ? &q->state : NULL; }
 
 /* ---- schedule (pure functions of the step) ---- */
 

@@ -27,6 +27,10 @@ nb_tensor *nb_qat_act(nb_tape *t, nb_qat *q, int param, nb_tensor *x);
    CLASSIFIER when quantize_embeddings / quantize_classifier. A rule that matches no candidate,
    bad bits / group sizes / names of estimators..., a row length that is not a multiple of the
    group size (tail: error) are NB_EINVAL with a message naming the rule and the tensor.
+   Presets (quant.preset q8_0 | q4_0, no quant.weights then): every candidate whose rows are a
+   multiple of 32 gets llama.cpp's block grid exactly (quant_blocks.h: fp16 block scale, ggml's
+   rounding); the others get F16 (values rounded to fp16 in the fake-quant), a type GGUF can store.
+   Activation rules may be added to a preset (granularity q8_0 = llama.cpp's activation blocks).
    weight_decay: the optimizer's base weight decay (scales get wd_mult = scale_weight_decay /
    weight_decay). *out = NULL (and NB_OK) when rq->enabled is 0: the hooks accept NULL.
    The model paramset must outlive q. */
@@ -89,7 +93,11 @@ nb_status nb_qat_weight_quantize(nb_qat *q, int param, int8_t *codes, float *sca
    the rule gives the MSE clip search). The PTQ baseline of `nibble ptq`. */
 nb_status nb_qat_apply_ptq(nb_qat *q);
 
-/* ---- checkpoint state: observer ranges (and counts) besides nb_qat_params ---- */
+/* ---- checkpoint state: observer ranges (and counts) besides nb_qat_params ----
+   The arrays also form a paramset (kind NB_PARAM_QUANT, lr_mult 0, no gradient): a checkpoint
+   can store it as one more extra set (e.g. "quant.state" beside "quant") and load it back in
+   place; call nb_qat_invalidate afterwards. Never give it to the optimizer. NULL when empty. */
+nb_paramset *nb_qat_state(nb_qat *q);
 typedef struct nb_qat_array {
     char name[112];     /* "<param>.obs_lo", "<param>.obs_hi", "<param>.obs_n", "<param>.act_obs_lo", ... */
     float *data;        /* owned by q */
