@@ -5,6 +5,9 @@
 #include "../core/fp16.h"
 #include "../core/simd.h"
 #include "../ops/kernels/qdot.h"
+#include "../train/checkpoint.h"
+#include "../train/model.h"
+#include "../data/tokenizer.h"
 #include "rt_util.h"
 
 static const int sizes[] = {1, 3, 7, 17, 33, 100, 1000};
@@ -383,7 +386,31 @@ START_TEST(test_sampling_deterministic) {
 }
 END_TEST
 
+START_TEST(test_from_training_model) {
+    /* the training model's llama2.c import and the runtime's own loader agree bit for bit */
+    nb_model tm;
+    memset(&tm, 0, sizeof tm);
+    ck_assert_msg(nb_model_load_file(RT_MODEL, &tm) == NB_OK, "%s", nb_errmsg());
+    nb_tokenizer *tok;
+    ck_assert_int_eq(nb_tokenizer_llama2c_load(RT_TOK, 512, &tok), NB_OK);
+    nb_qmodel *a, *b;
+    ck_assert_msg(nb_qmodel_from_model(&tm, tok, &a) == NB_OK, "%s", nb_errmsg());
+    ck_assert_int_eq(nb_qmodel_from_llama2c(RT_MODEL, RT_TOK, &b), NB_OK);
+    int32_t seq[6] = {1, 403, 407, 261, 378, 432};
+    float *la = rt_logits(a, seq, 6, 6), *lb = rt_logits(b, seq, 6, 6);
+    ck_assert_int_eq(memcmp(la, lb, sizeof(float) * 6 * 512), 0);
+    ck_assert(nb_tokenizer_equal(a->tok, tok));
+    ck_assert_str_eq(a->vocab.pieces[407], " upon");
+    free(la), free(lb);
+    nb_qmodel_free(a);
+    nb_qmodel_free(b);
+    nb_tokenizer_free(tok);
+    nb_model_free(&tm);
+}
+END_TEST
+
 NB_SUITE("runtime") {
+    tcase_add_test(tc, test_from_training_model);
     tcase_add_test(tc, test_isum_twins);
     tcase_add_test(tc, test_block_dot_twins);
     tcase_add_test(tc, test_group_dot_twins);
