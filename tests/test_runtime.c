@@ -353,6 +353,7 @@ START_TEST(test_eval_and_info) {
     char *info;
     ck_assert_int_eq(nb_runtime_info(m, 1, &info), NB_OK);
     ck_assert_ptr_nonnull(strstr(info, "\"dim\": 64"));
+    ck_assert_ptr_nonnull(strstr(info, "\"format\": \"llama2c-fp32\""));
     ck_assert_ptr_nonnull(strstr(info, "layers.4.ffn.w3"));
     nb_free(info);
     ck_assert_int_eq(nb_runtime_info(m, 0, &info), NB_OK);
