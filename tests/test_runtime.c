@@ -58,9 +58,11 @@ START_TEST(test_block_dot_twins) {
     float *x = malloc(sizeof(float) * n), *w = malloc(sizeof(float) * n);
     nbt_fill(x, n, 11);
     nbt_fill(w, n, 12);
-    char *raw = malloc(nbk * 34 * 3 + 16);
-    nb_block_q8_0 *xq = (nb_block_q8_0 *)(raw + 1), *wq = (nb_block_q8_0 *)(raw + 1 + nbk * 34);
-    nb_block_q4_0 *w4 = (nb_block_q4_0 *)(raw + 3 + 2 * nbk * 34);
+    char *raw = malloc(nbk * 34 * 3 + 32);
+    /* blocks are 2-byte aligned (fp16 scale) but nothing more: 34- and 18-byte strides from odd
+       multiples of 2 keep every 32-byte load unaligned */
+    nb_block_q8_0 *xq = (nb_block_q8_0 *)(raw + 2), *wq = (nb_block_q8_0 *)(raw + 6 + nbk * 34);
+    nb_block_q4_0 *w4 = (nb_block_q4_0 *)(raw + 10 + 2 * nbk * 34);
     nb_block_q8_0 *xr = malloc(sizeof(nb_block_q8_0) * nbk);
     nb_quantize_row_q8_0_ref(w, wq, n);
     nb_quantize_row_q4_0_ref(w, w4, n);
