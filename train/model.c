@@ -256,8 +256,10 @@ nb_status nb_model_forward(nb_tape *t, nb_model *m, const nb_tensor *ids, const 
     int64_t kv_shape[4] = {B, T, c->n_kv_heads, H};
     int64_t x_shape[3] = {B, T, C};
 
-    /* x = tok_emb[ids]  (B, T, C) */
-    nb_tensor *x = nb_embedding(t, nb_model_param(m, m->tok_emb), (nb_tensor *)ids);
+    /* x = tok_emb[ids]  (B, T, C); the table goes through the weight hook too, so a policy that
+       quantizes it (quantize_embeddings, or the tied classifier) is seen by the lookup as well */
+    nb_tensor *emb = nb_qat_weight(t, m->qat, m->tok_emb, nb_model_param(m, m->tok_emb));
+    nb_tensor *x = nb_embedding(t, emb, (nb_tensor *)ids);
     if (c->dropout > 0.0f) x = nb_dropout(t, x, c->dropout);
     for (int l = 0; l < c->n_layers; l++) {
         const nb_layer_params *lp = &m->layers[l];
@@ -346,7 +348,8 @@ nb_status nb_decoder_init(nb_decoder *d, nb_model *m, int max_T) {
     d->logits = d->prob + (size_t)c->n_heads * max_T;
     for (int i = 0; i < m->params.n; i++) d->w[i] = nb_f32(&m->params.p[i].t);
     if (!m->qat) return NB_OK;
-    /* fake-quantize each linear weight once (the tied classifier's is tok_emb's slot) */
+    /* fake-quantize each linear weight and the embedding table once (the tied classifier's is
+       tok_emb's slot; the lookup reads it too) */
     d->wq_block = nb_malloc((size_t)m->params.numel * sizeof(float));
     if (!d->wq_block) {
         nb_decoder_free(d);
@@ -354,7 +357,7 @@ nb_status nb_decoder_init(nb_decoder *d, nb_model *m, int max_T) {
     }
     for (int i = 0; i < m->params.n; i++) {
         nb_param *p = &m->params.p[i];
-        if (!is_linear(p) && i != m->classifier) continue;
+        if (!is_linear(p) && i != m->classifier && i != m->tok_emb) continue;
         nb_arena_reset(&d->arena);
         nb_tensor *wq = nb_qat_weight(&d->tape, m->qat, i, &p->t);
         nb_status s = nb_tape_status(&d->tape);
@@ -433,7 +436,7 @@ nb_status nb_model_decode(nb_decoder *d, int token, int pos, const float **logit
     int64_t H = C / c->n_heads, KV = H * c->n_kv_heads;
     int kv_mul = c->n_heads / c->n_kv_heads;
     float *x = d->x;
-    memcpy(x, nb_f32(nb_model_param(m, m->tok_emb)) + (int64_t)token * C, (size_t)C * sizeof(float));
+    memcpy(x, d->w[m->tok_emb] + (int64_t)token * C, (size_t)C * sizeof(float));
 
     for (int l = 0; l < c->n_layers; l++) {
         const nb_layer_params *lp = &m->layers[l];

@@ -150,7 +150,7 @@ static nb_status parse_rule(const nb_qrule *r, int i, int is_act, qrule *out) {
 
 /* Which parameters rules may quantize. A tied model (no CLASSIFIER parameter) runs its classifier
    matmul through the hooks with the embedding's index, so quantize_classifier then opts the
-   embedding table in (its lookup never calls a hook). */
+   embedding table in (the lookup reads the same fake-quantized table). */
 static int candidate(const nb_recipe_quant *rq, const nb_paramset *m, const nb_param *p, int is_act) {
     if (p->t.ndim != 2) return 0;
     if (p->kind == NB_PARAM_LINEAR) return 1;
