@@ -652,6 +652,20 @@ nb_tensor *nb_qat_act(nb_tape *t, nb_qat *q, int param, nb_tensor *x) {
     return nb_fakequant(t, x, &c, st, zt);
 }
 
+static int same_spec(const nb_qspec *x, const nb_qspec *y) {
+    return x->format == y->format && x->bits == y->bits && x->symmetric == y->symmetric &&
+           x->restrict_range == y->restrict_range && x->ternary == y->ternary && x->gran == y->gran &&
+           x->group_size == y->group_size && x->tail == y->tail && x->scale_f16 == y->scale_f16;
+}
+
+int nb_qat_act_shared(const nb_qat *q, int a, int b) {
+    if (!q) return 1;
+    int ia = a >= 0 && a < q->model->n ? q->a_of[a] : -1, ib = b >= 0 && b < q->model->n ? q->a_of[b] : -1;
+    if (ia < 0 || ib < 0) return ia == ib;
+    const qact *x = &q->a[ia], *y = &q->a[ib];
+    return x->r.dynamic && y->r.dynamic && same_spec(&x->r.spec, &y->r.spec);
+}
+
 /* ---- export, PTQ ---- */
 
 void nb_qat_weight_info(const nb_qat *q, int param, nb_qat_winfo *info) {
