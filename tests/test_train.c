@@ -8,6 +8,9 @@
 #include "../train/optim.h"
 #include "../train/plot.h"
 #include "../train/schedule.h"
+#include "../train/recipe.h"
+#include "../train/train.h"
+#include "../train/checkpoint.h"
 
 /* a paramset with a linear weight (wd 1), a norm gain (wd 0) and a big parameter for chunking */
 static void make_set(nb_paramset *s, int64_t big) {
@@ -234,7 +237,90 @@ START_TEST(test_png_checksums_and_file) {
 }
 END_TEST
 
+/* ---- the loop through the library API ---- */
+
+static void tiny_recipe(nb_recipe *r, const char *out_dir, int steps, int B, int accum) {
+    char yaml[2048];
+    snprintf(yaml, sizeof yaml,
+             "out_dir: %s\nseed: 3\nthreads: 1\nsteps: %d\neval_every: 0\neval_batches: 1\nlog_every: 1\n"
+             "ckpt_every: 0\nmodel: {dim: 16, n_layers: 1, n_heads: 2, seq_len: 16}\n"
+             "data: {train: %s, tokenizer: byte, batch_size: %d, cache_dir: /tmp/nb_test_train_cache}\n"
+             "optim: {lr: 0.01, grad_accum: %d, grad_clip: 0}\nschedule: {kind: constant, warmup_steps: 0}\n",
+             out_dir, steps, NB_TEST_DATA("stories260K/reference.json"), B, accum);
+    nb_status s = nb_recipe_parse("tiny.yaml", yaml, 0, NULL, r);
+    ck_assert_msg(s == NB_OK, "%s", nb_errmsg());
+}
+
+static void load_params(const char *path, nb_model *m) {
+    nb_ckpt *c = NULL;
+    ck_assert_msg(nb_ckpt_open(path, &c) == NB_OK, "%s", nb_errmsg());
+    ck_assert_msg(nb_ckpt_load_model(c, m) == NB_OK, "%s", nb_errmsg());
+    nb_ckpt_close(c);
+}
+
+/* 2 micro-batches of B rows == 1 batch of 2B rows (same windows, same mean gradient) */
+START_TEST(test_loop_grad_accum_and_no_step_malloc) {
+    char d1[64], d2[64];
+    snprintf(d1, sizeof d1, "/tmp/nb_test_train_%d_a", (int)getpid());
+    snprintf(d2, sizeof d2, "/tmp/nb_test_train_%d_b", (int)getpid());
+    nb_recipe r1, r2;
+    tiny_recipe(&r1, d1, 4, 2, 2);
+    tiny_recipe(&r2, d2, 4, 4, 1);
+    nb_train_result a, b;
+    ck_assert_msg(nb_train(&r1, NULL, &a) == NB_OK, "%s", nb_errmsg());
+    ck_assert_msg(nb_train(&r2, NULL, &b) == NB_OK, "%s", nb_errmsg());
+    ck_assert_int_eq(a.steps_done, 4);
+    ck_assert_int_eq(a.step_mallocs, 0);
+    ck_assert_int_eq(b.step_mallocs, 0);
+    ck_assert(isfinite(a.val_loss) && isfinite(a.train_loss));
+    ck_assert_float_eq_tol(a.train_loss, b.train_loss, 1e-4f);
+    nb_model ma, mb;
+    load_params(a.ckpt, &ma);
+    load_params(b.ckpt, &mb);
+    ck_assert_int_eq(ma.params.numel, mb.params.numel);
+    ck_assert_double_lt(nbt_maxrel(ma.params.data, mb.params.data, ma.params.numel), 1e-4);
+    nb_model_free(&ma);
+    nb_model_free(&mb);
+    nb_train_result_free(&a);
+    nb_train_result_free(&b);
+    nb_recipe_free(&r1);
+    nb_recipe_free(&r2);
+    char cmd[256];
+    snprintf(cmd, sizeof cmd, "rm -rf %s %s /tmp/nb_test_train_cache", d1, d2);
+    ck_assert_int_eq(system(cmd), 0);
+}
+END_TEST
+
+/* a stop request before the first step: a checkpoint of step 0 and NB_EINTR */
+START_TEST(test_loop_stop_flag) {
+    char d[64];
+    snprintf(d, sizeof d, "/tmp/nb_test_train_%d_c", (int)getpid());
+    nb_recipe r;
+    tiny_recipe(&r, d, 3, 2, 1);
+    nb_train_opts o;
+    nb_train_opts_init(&o);
+    volatile sig_atomic_t stop = 1;
+    o.stop = &stop;
+    nb_train_result res;
+    ck_assert_int_eq(nb_train(&r, &o, &res), NB_EINTR);
+    ck_assert(strstr(nb_errmsg(), "interrupted at step 0"));
+    ck_assert(strstr(res.ckpt, "ckpt-0.h5"));
+    nb_train_result_free(&res);
+    /* then a bad init is an error naming the key */
+    snprintf(r.model.init, sizeof r.model.init, "%s", "magic");
+    ck_assert_int_eq(nb_train(&r, NULL, &res), NB_EINVAL);
+    ck_assert(strstr(nb_errmsg(), "model.init"));
+    nb_train_result_free(&res);
+    nb_recipe_free(&r);
+    char cmd[256];
+    snprintf(cmd, sizeof cmd, "rm -rf %s /tmp/nb_test_train_cache", d);
+    ck_assert_int_eq(system(cmd), 0);
+}
+END_TEST
+
 NB_SUITE("train") {
+    tcase_add_test(tc, test_loop_grad_accum_and_no_step_malloc);
+    tcase_add_test(tc, test_loop_stop_flag);
     tcase_add_test(tc, test_png_checksums_and_file);
     tcase_add_test(tc, test_adamw_hand_values);
     tcase_add_test(tc, test_sgd_momentum);

@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../ops/kernels/vec.h"
 #include "../ops/ops.h"
 
 /* ---- config ---- */
@@ -325,8 +326,9 @@ nb_status nb_decoder_init(nb_decoder *d, nb_model *m, int max_T) {
     size_t cache = (size_t)c->n_layers * (size_t)max_T * (size_t)KV;
     d->key_cache = nb_calloc(cache, sizeof(float));
     d->value_cache = nb_calloc(cache, sizeof(float));
-    /* one scratch block: x, xb, xb2, q (C each), hb, hb2 (F each), att (nh * max_T), logits (V) */
-    size_t scratch = 4 * (size_t)C + 2 * (size_t)F + (size_t)c->n_heads * max_T + (size_t)V;
+    /* one scratch block: x, xb, xb2, q (C each), hb, hb2, hs (F each), att, prob (nh * max_T each),
+       logits (V) */
+    size_t scratch = 4 * (size_t)C + 3 * (size_t)F + 2 * (size_t)c->n_heads * max_T + (size_t)V;
     d->x = nb_calloc(scratch, sizeof(float));
     d->w = nb_calloc((size_t)m->params.n, sizeof *d->w);
     if (!d->key_cache || !d->value_cache || !d->x || !d->w) {
@@ -338,8 +340,10 @@ nb_status nb_decoder_init(nb_decoder *d, nb_model *m, int max_T) {
     d->q = d->xb2 + C;
     d->hb = d->q + C;
     d->hb2 = d->hb + F;
-    d->att = d->hb2 + F;
-    d->logits = d->att + (size_t)c->n_heads * max_T;
+    d->hs = d->hb2 + F;
+    d->att = d->hs + F;
+    d->prob = d->att + (size_t)c->n_heads * max_T;
+    d->logits = d->prob + (size_t)c->n_heads * max_T;
     for (int i = 0; i < m->params.n; i++) d->w[i] = nb_f32(&m->params.p[i].t);
     if (!m->qat) return NB_OK;
     /* fake-quantize each linear weight once (the tied classifier's is tok_emb's slot) */
@@ -370,15 +374,11 @@ nb_status nb_decoder_init(nb_decoder *d, nb_model *m, int max_T) {
     return NB_OK;
 }
 
-/* y (R) = W (R, K) x (K) */
+/* y (R) = W (R, K) x (K): one dot product per row with the active SIMD level's kernel */
 static void matvec(float *y, const float *W, const float *x, int64_t R, int64_t K) {
-#pragma omp parallel for if (R * K > 65536)
-    for (int64_t r = 0; r < R; r++) {
-        const float *w = W + r * K;
-        float s = 0.0f;
-        for (int64_t k = 0; k < K; k++) s += w[k] * x[k];
-        y[r] = s;
-    }
+    const nb_vec_kernels *vk = nb_vec();
+#pragma omp parallel for if (R * K > (1 << 18))
+    for (int64_t r = 0; r < R; r++) y[r] = vk->dot(W + r * K, x, K);
 }
 
 /* y = W_idx x, with the activation hook applied to x when the model has a policy. */
@@ -397,8 +397,12 @@ static nb_status dec_linear(nb_decoder *d, int idx, float *y, const float *x, in
     return NB_OK;
 }
 
-/* o = x / sqrt(mean(x^2) + eps) * w, as run.c */
+/* o = x / sqrt(mean(x^2) + eps) * w, as run.c (the op's row kernel; o may be x) */
 static void rmsnorm(float *o, const float *x, const float *w, int64_t n, float eps) {
+    if (o != x) {
+        nb_vec()->rmsnorm_fwd(o, x, w, eps, n);
+        return;
+    }
     float ss = 0.0f;
     for (int64_t j = 0; j < n; j++) ss += x[j] * x[j];
     ss = 1.0f / sqrtf(ss / (float)n + eps);
@@ -443,30 +447,20 @@ nb_status nb_model_decode(nb_decoder *d, int token, int pos, const float **logit
         rope(k, KV, H, pos, c->rope_theta);
         /* causal attention over positions 0..pos, query head h reads kv head h / kv_mul */
         float scale = 1.0f / sqrtf((float)H);
-#pragma omp parallel for if (c->n_heads * (pos + 1) * H > 65536)
+        const nb_vec_kernels *vk = nb_vec();
+#pragma omp parallel for if (c->n_heads * (pos + 1) * H > (1 << 16))
         for (int h = 0; h < c->n_heads; h++) {
             const float *qh = d->q + h * H;
-            float *att = d->att + (size_t)h * d->max_T;
+            float *att = d->att + (size_t)h * d->max_T, *prob = d->prob + (size_t)h * d->max_T;
             const float *kc = d->key_cache + (size_t)l * d->max_T * KV + (h / kv_mul) * H;
             const float *vc = d->value_cache + (size_t)l * d->max_T * KV + (h / kv_mul) * H;
-            float mx = -INFINITY;
-            for (int s = 0; s <= pos; s++) {
-                float dot = 0.0f;
-                for (int64_t i = 0; i < H; i++) dot += qh[i] * kc[(size_t)s * KV + i];
-                att[s] = dot * scale;
-                if (att[s] > mx) mx = att[s];
-            }
-            float sum = 0.0f;
-            for (int s = 0; s <= pos; s++) {
-                att[s] = expf(att[s] - mx);
-                sum += att[s];
-            }
+            for (int s = 0; s <= pos; s++) att[s] = vk->dot(qh, kc + (size_t)s * KV, H) * scale;
+            /* softmax over positions 0..pos, then o = sum_s att[s] v[s] */
+            float mx = vk->max(att, pos + 1);
+            float inv = 1.0f / vk->expsum(prob, att, mx, pos + 1);
             float *o = d->xb + h * H;
             for (int64_t i = 0; i < H; i++) o[i] = 0.0f;
-            for (int s = 0; s <= pos; s++) {
-                float a = att[s] / sum;
-                for (int64_t i = 0; i < H; i++) o[i] += a * vc[(size_t)s * KV + i];
-            }
+            for (int s = 0; s <= pos; s++) vk->axpy(o, prob[s] * inv, vc + (size_t)s * KV, H);
         }
         NB_TRY(dec_linear(d, lp->wo, d->xb2, d->xb, C, C));
         for (int64_t i = 0; i < C; i++) x[i] += d->xb2[i];
@@ -474,11 +468,8 @@ nb_status nb_model_decode(nb_decoder *d, int token, int pos, const float **logit
         rmsnorm(d->xb, x, nb_f32(nb_model_param(m, lp->ffn_norm)), C, c->norm_eps);
         NB_TRY(dec_linear(d, lp->w1, d->hb, d->xb, F, C));
         NB_TRY(dec_linear(d, lp->w3, d->hb2, d->xb, F, C));
-        for (int64_t i = 0; i < F; i++) {
-            float g = d->hb[i];
-            d->hb[i] = g / (1.0f + expf(-g)) * d->hb2[i];
-        }
-        NB_TRY(dec_linear(d, lp->w2, d->xb, d->hb, C, F));
+        nb_vec()->swiglu_fwd(d->hs, d->hb, d->hb2, F); /* silu(w1 h) * w3 h */
+        NB_TRY(dec_linear(d, lp->w2, d->xb, d->hs, C, F));
         for (int64_t i = 0; i < C; i++) x[i] += d->xb[i];
     }
     rmsnorm(x, x, nb_f32(nb_model_param(m, m->norm)), C, c->norm_eps);

@@ -107,8 +107,10 @@ typedef struct nb_decoder {
     float *value_cache;  /* (L, max_T, nkv * H) */
     float *x, *xb, *xb2; /* (C) residual stream and scratch */
     float *q;            /* (C) */
-    float *hb, *hb2;     /* (hidden) */
+    float *hb, *hb2;     /* (hidden) gate w1 h, up w3 h */
+    float *hs;           /* (hidden) silu(gate) * up */
     float *att;          /* (n_heads, max_T) attention scores */
+    float *prob;         /* (n_heads, max_T) their softmax */
     float *logits;       /* (V) output of the last nb_model_decode */
     float **w;           /* (params.n) weight each linear reads: the param data or a fake-quant copy */
     float *wq_block;     /* owned fake-quantized copies (NULL without qat) */
