@@ -64,10 +64,10 @@ row 1 "$tmp/bad.yaml"      train "$tmp/bad.yaml"
 row 1 "not_a_key"          train "$tmp/unknown.yaml"
 # TODO(trainloop): a missing recipe/model is bad input (1); train/eval still say 2 (I/O): use
 # nb_cli_input_missing there, then drop the "2" alternative
-row "1 2" "$tmp/missing.yaml"  train "$tmp/missing.yaml"
+row 1 "$tmp/missing.yaml"  train "$tmp/missing.yaml"
 # eval / generate / export / verify (when on this build)
 row 1 "$tmp/trunc.h5"  eval "$tmp/trunc.h5" --data "$tmp/text.txt"
-row "1 2" "$tmp/missing.h5" eval "$tmp/missing.h5" --data "$tmp/text.txt"
+row 1 "$tmp/missing.h5" eval "$tmp/missing.h5" --data "$tmp/text.txt"
 row 1 "$tmp/trunc.h5"  generate "$tmp/trunc.h5" --prompt hi --tokens 2
 row 1 "--tokens"       generate "$tmp/ok.h5" --prompt hi --tokens -3
 row 1 "$tmp/trunc.h5"  export "$tmp/trunc.h5" --format gguf -o "$tmp/x.gguf"

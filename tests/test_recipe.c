@@ -501,7 +501,7 @@ START_TEST(test_load_file) {
     ck_assert(strstr(r.text, "# override: model.n_layers=2\n") != NULL);
     nb_recipe_free(&r);
     unlink(path);
-    ck_assert_int_eq(nb_recipe_load("/nope/recipe.yaml", 0, NULL, &r), NB_EIO);
+    ck_assert_int_eq(nb_recipe_load("/nope/recipe.yaml", 0, NULL, &r), NB_EINVAL);
     ck_assert_str_eq(nb_errmsg(), "cannot open recipe /nope/recipe.yaml: No such file or directory");
     ck_assert_int_eq(nb_recipe_load("/tmp", 0, NULL, &r), NB_EIO);
     ck_assert_str_eq(nb_errmsg(), "recipe /tmp is a directory, expected a YAML file");

@@ -36,14 +36,16 @@ vg 0 prepare "$tmp/t.txt" --tokenizer byte -o "$tmp/d.h5" 2>/dev/null || true
 # error paths: a truncated checkpoint, a missing file, a foreign file
 head -c 3000 "$tmp/s.h5" > "$tmp/trunc.h5"
 vg 1 info "$tmp/trunc.h5"
-vg 2 info "$tmp/missing.h5"
+vg 1 info "$tmp/missing.h5"
 # a short training run once the training loop is on this build
 train_help=$("$NIBBLE" train --help 2>&1)
 if [[ $train_help != *"not implemented"* ]]; then
     cat > "$tmp/r.yaml" <<YAML
 model: {dim: 16, n_layers: 1, n_heads: 2, seq_len: 16}
-data: {train: ["$tmp/t.txt"], tokenizer: byte}
-train: {steps: 3, batch_size: 2, threads: 1}
+data: {train: "$tmp/t.txt", tokenizer: byte, batch_size: 2}
+steps: 3
+threads: 1
+sample_tokens: 0
 out_dir: $tmp/run
 YAML
     vg 0 train "$tmp/r.yaml"

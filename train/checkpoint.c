@@ -190,6 +190,31 @@ static nb_status seal_check(const char *path) {
     return st;
 }
 
+nb_status nb_ckpt_seal_file(const char *path) {
+    FILE *f = fopen(path, "r+b");
+    if (!f) return nb_fail(NB_EIO, "open %s: %s", path, strerror(errno));
+    struct stat sb;
+    unsigned char *img = NULL;
+    nb_status st = NB_OK;
+    unsigned char magic[8];
+    if (fstat(fileno(f), &sb) != 0) st = nb_fail(NB_EIO, "%s: stat: %s", path, strerror(errno));
+    else if (sb.st_size <= SEAL_BYTES || fread(magic, 1, 8, f) != 8 || memcmp(magic, seal_magic, 8))
+        st = nb_fail(NB_EFORMAT, "%s: no nibble checkpoint header to update (only files written by nibble have one)", path);
+    else if (!(img = nb_malloc((size_t)sb.st_size)))
+        st = nb_fail(NB_ENOMEM, "%s: %lld bytes", path, (long long)sb.st_size);
+    else if (fseek(f, 0, SEEK_SET) != 0 || fread(img, 1, (size_t)sb.st_size, f) != (size_t)sb.st_size)
+        st = nb_fail(NB_EIO, "%s: read: %s", path, strerror(errno));
+    if (st == NB_OK) {
+        seal_write(img, (size_t)sb.st_size);
+        if (fseek(f, 0, SEEK_SET) != 0 || fwrite(img, 1, SEAL_BYTES, f) != SEAL_BYTES || fflush(f) != 0 ||
+            fsync(fileno(f)) != 0)
+            st = nb_fail(NB_EIO, "%s: write: %s", path, strerror(errno));
+    }
+    nb_free(img);
+    if (fclose(f) != 0 && st == NB_OK) st = nb_fail(NB_EIO, "%s: close: %s", path, strerror(errno));
+    return st;
+}
+
 /* ---- writing ---- */
 
 typedef struct writer {
@@ -1018,7 +1043,13 @@ nb_status nb_ckpt_read_tokenizer(nb_ckpt *c, nb_tokenizer **out) {
     nb_status st = nb_tokenizer_load_h5(g, out);
     H5Gclose(g);
     if (st != NB_OK) return nb_fail_prefix(st, "%s: tokenizer", c->path);
-    return NB_OK;
+    if (nb_tokenizer_vocab(*out) > c->cfg.vocab_size) {
+        st = nb_fail(NB_EFORMAT, "%s: the stored tokenizer has %d tokens, more than the model's vocab_size %d", c->path,
+                     nb_tokenizer_vocab(*out), c->cfg.vocab_size);
+        nb_tokenizer_free(*out);
+        *out = NULL;
+    }
+    return st;
 }
 
 nb_status nb_ckpt_load_model(nb_ckpt *c, nb_model *m) {

@@ -143,6 +143,11 @@ int nb_cmd_eval(int argc, char **argv) {
         free(rows);
         return 1;
     }
+    for (int k = 0; k <= n; k++)
+        if (nb_cli_input_missing("eval", k < n ? NULL : "--data", k < n ? rows[k].model : data)) {
+            free(rows);
+            return 1;
+        }
     for (int k = 0; k < n; k++) {
         nb_status s = eval_one(rows[k].model, data, split, tok, T, B, max_windows, fp32, &rows[k]);
         if (s != NB_OK) {

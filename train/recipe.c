@@ -755,7 +755,7 @@ nb_status nb_recipe_parse(const char *name, const char *yaml, int n_overrides, c
 nb_status nb_recipe_load(const char *path, int n_overrides, char **overrides, nb_recipe *r) {
     nb_recipe_defaults(r);
     struct stat st;
-    if (stat(path, &st) != 0) return nb_fail(NB_EIO, "cannot open recipe %s: %s", path, strerror(errno));
+    if (stat(path, &st) != 0) return nb_fail(NB_EINVAL, "cannot open recipe %s: %s", path, strerror(errno));
     if (S_ISDIR(st.st_mode)) return nb_fail(NB_EIO, "recipe %s is a directory, expected a YAML file", path);
     if (st.st_size > MAX_RECIPE_BYTES)
         return nb_fail(NB_EINVAL, "%s: recipe is %lld bytes, more than the %d a recipe may have", path,

@@ -4,6 +4,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <math.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -420,6 +421,25 @@ static int cmp_i64(const void *a, const void *b) {
     return (x > y) - (x < y);
 }
 
+/* Temp files of checkpoint writes killed half-way (NAME.h5.tmp-PID whose process is gone). */
+static void remove_stale_temps(const char *dir) {
+    DIR *d = opendir(dir);
+    if (!d) return;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        const char *t = strstr(e->d_name, ".h5.tmp-");
+        if (!t) continue;
+        char *end;
+        long pid = strtol(t + 8, &end, 10);
+        if (*end || pid <= 0 || (kill((pid_t)pid, 0) != 0 && errno == ESRCH) || pid == (long)getpid()) {
+            char p[2048];
+            snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
+            unlink(p);
+        }
+    }
+    closedir(d);
+}
+
 /* delete all but the newest keep_last ckpt-STEP.h5 */
 static void prune(trainer *tr) {
     if (tr->r->keep_last <= 0) return;
@@ -615,6 +635,7 @@ static nb_status setup(trainer *tr) {
     tr->accum = r->optim.grad_accum > 0 ? r->optim.grad_accum : 1;
     if (r->threads > 0) nb_threads_set(r->threads);
     NB_TRY(mkdirs(r->out_dir));
+    remove_stale_temps(r->out_dir);
     nb_tokenizer *ckpt_tok = NULL;
     NB_TRY(build_model(tr, &ckpt_tok));
     if (tr->have_model && tr->T > tr->model.cfg.seq_len) {
