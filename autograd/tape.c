@@ -85,6 +85,7 @@ nb_node *nb_tape_push(nb_tape *t, const nb_op *op, nb_tensor *out, nb_tensor *a,
         need |= ins[k]->requires_grad;
     }
     out->requires_grad = t->recording && need;
+    if (t->trace) t->trace(t->trace_ctx, n, 0);
     if (out->requires_grad) {
         if (t->n_nodes == t->cap) {
             int cap = t->cap ? t->cap * 2 : 256;
@@ -120,6 +121,7 @@ nb_status nb_backward(nb_tape *t, nb_tensor *loss, const float *seed) {
         if (!node->out->grad) continue; /* nothing flowed back into this node */
         for (int j = 0; j < node->n_in; j++)
             if (node->in[j]->requires_grad && !nb_grad(t, node->in[j])) return nb_tape_status(t);
+        if (t->trace) t->trace(t->trace_ctx, node, 1);
         node->op->backward(node);
     }
     return nb_tape_status(t);

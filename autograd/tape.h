@@ -39,6 +39,10 @@ struct nb_tape {
     nb_rng rng;        /* dropout and other random ops draw here */
     nb_status status;  /* sticky: first failure of any op */
     char msg[512];
+    /* Optional profiler: called with each node as it is pushed (before its forward runs) and
+       before its backward runs (backward = 1). NULL (the default) costs one branch per node. */
+    void (*trace)(void *ctx, const nb_node *n, int backward);
+    void *trace_ctx;
 };
 
 void nb_tape_init(nb_tape *t, nb_arena *arena);

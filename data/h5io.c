@@ -185,6 +185,20 @@ static nb_status open_1d(hid_t loc, const char *what, const char *name, hid_t *o
         H5Dclose(d);
         return nb_fail(NB_EFORMAT, "%s: dataset '%s' should be 1-D, has %d dimensions", what, name, nd);
     }
+    /* The extent is only a claim: an unallocated dataset reads as fill values, so a small file
+       could announce 10^12 elements and have us allocate them. Without filters the stored bytes
+       must cover every element; with filters (compression) they must at least exist. */
+    hid_t ft = H5Dget_type(d), dcpl = H5Dget_create_plist(d);
+    size_t es = ft >= 0 && H5Tget_class(ft) != H5T_VLEN && !H5Tis_variable_str(ft) ? H5Tget_size(ft) : 0;
+    int nfilters = dcpl >= 0 ? H5Pget_nfilters(dcpl) : 0;
+    if (ft >= 0) H5Tclose(ft);
+    if (dcpl >= 0) H5Pclose(dcpl);
+    hsize_t stored = H5Dget_storage_size(d);
+    if (dim > 0 && es > 0 && (nfilters > 0 ? stored == 0 : stored / es < dim)) {
+        H5Dclose(d);
+        return nb_fail(NB_EFORMAT, "%s: dataset '%s' claims %llu elements but the file stores %llu bytes of them",
+                       what, name, (unsigned long long)dim, (unsigned long long)stored);
+    }
     *out = d;
     *n = (int64_t)dim;
     return NB_OK;

@@ -10,19 +10,21 @@
 #include "oputil.h"
 
 /* Shapes: q, out (B, T, nh, H); k, v (B, T, nkv, H); query head h reads kv head h / (nh / nkv).
-   One task per (b, h). A task copies its kv head transposed to (H, T) so that every inner loop
-   runs over the keys j (contiguous, vectorised over up to T lanes) instead of over the short
-   head dim H:
-     s_j   = sum_d q_d k_jd / sqrt(H)          (gemv_t over Kt)
-     p_j   = exp(s_j - lse),  lse = m + log sum_j exp(s_j - m)
-     o_d   = sum_j p_j v_jd                     (dot with Vt rows)
-   backward, with D = <dO, O>:
-     dp_j  = sum_d dO_d v_jd                    (gemv_t over Vt)
-     ds_j  = p_j (dp_j - D)
-     dq_d += sum_j ds_j k_jd / sqrt(H)          (dot with Kt rows)
-     dk_jd += ds_j q_d / sqrt(H),  dv_jd += p_j dO_d   (axpy into per-head (H, T) buffers)
-   Query heads that share a kv head write their dk, dv into separate per-head buffers, summed in
-   head order afterwards: no races, and the same bits for any thread count. */
+   One task per (b, h); within it, query tiles of TQ rows against the keys 0..t (causal), with
+   small register-blocked GEMMs (nb_vec mm) on a TQ x T score tile that lives only in scratch:
+     S   = Qs K^T,  Qs = q / sqrt(H)            (K copied transposed to (H, T) once per task)
+     P   = exp(S - lse) on j <= t, 0 beyond;  lse = m + log sum_j exp(s_j - m) is all we keep
+     O   = P V / l
+   backward, recomputing S and P from lse, with D = <p, dp> (= <dO, O>):
+     dP  = dO V^T,  dS = P o (dP - D)
+     dq += dS K / sqrt(H),  dk^T += Qs^T dS,  dv^T += dO^T P
+   Products whose output width is H use the dot-product kernel (mm_nt, vectorised over keys)
+   when H is small (tiny models: H = 8 would fill half a vector), the broadcast kernel (mm)
+   otherwise. Query heads that share a kv head write their dk^T, dv^T into separate per-head
+   (H, T) buffers,
+   summed in head order afterwards: no races, and the same bits for any thread count. */
+#define TQ 16
+
 typedef struct att_geom {
     int64_t B, T, NH, NKV, H, rep;
     float scale;
@@ -47,33 +49,53 @@ static void transpose_in(float *dst, const float *src, const att_geom *g, int64_
     }
 }
 
-/* per-thread scratch: Kt, Vt (H, T), s, p (T), qs (H) */
-static int64_t scratch_floats(const att_geom *g) { return 2 * g->H * g->T + 2 * g->T + g->H + 32; }
+#define SMALL_H 32 /* below: P V and dS K as dot products over the keys */
+
+/* per-thread scratch: Kt, Vt (H, T), S, dS (TQ, T), Qs (TQ, H), one value per tile row */
+static int64_t scratch_floats(const att_geom *g) { return 2 * g->H * g->T + 2 * TQ * g->T + TQ * g->H + TQ + 64; }
+
+/* Qs = q rows t0..t0+m of head h, times scale */
+static void load_qs(float *Qs, const float *Q, const att_geom *g, int64_t b, int64_t h, int64_t t0, int64_t m) {
+    for (int64_t r = 0; r < m; r++) {
+        const float *q = Q + ((b * g->T + t0 + r) * g->NH + h) * g->H;
+        for (int64_t d = 0; d < g->H; d++) Qs[r * g->H + d] = q[d] * g->scale;
+    }
+}
 
 static void attention_forward(nb_node *n) {
     att_geom g;
     geom(n, &g);
     const float *Q = n->in[0]->data, *K = n->in[1]->data, *V = n->in[2]->data;
     float *O = n->out->data, *lse = n->p[0], *scr = n->p[1];
-    int64_t per = scratch_floats(&g), tasks = g.B * g.NH;
+    int64_t per = scratch_floats(&g), tasks = g.B * g.NH, T = g.T, H = g.H;
+    int64_t ldkv = g.NKV * H, ldq = g.NH * H;
     const nb_vec_kernels *kk = nb_vec();
-#pragma omp parallel for schedule(static) if (tasks > 1 && g.B * g.NH * g.T * g.T * g.H > NB_OMP_MIN)
+#pragma omp parallel for schedule(static) if (tasks > 1 && g.B * g.NH * T * T * H > NB_OMP_MIN)
     for (int64_t task = 0; task < tasks; task++) {
-        int64_t b = task / g.NH, h = task % g.NH, kv = h / g.rep, T = g.T, H = g.H;
-        float *Kt = scr + omp_tid() * per, *Vt = Kt + H * T, *s = Vt + H * T, *qs = s + T;
+        int64_t b = task / g.NH, h = task % g.NH, kv = h / g.rep;
+        float *Kt = scr + omp_tid() * per, *Vt = Kt + H * T, *S = Vt + H * T, *Qs = S + 2 * TQ * T, *il = Qs + TQ * H;
+        const float *Vb = V + (b * T * g.NKV + kv) * H;
         transpose_in(Kt, K, &g, b, kv);
-        transpose_in(Vt, V, &g, b, kv);
-        for (int64_t t = 0; t < T; t++) {
-            const float *q = Q + ((b * T + t) * g.NH + h) * H;
-            float *o = O + ((b * T + t) * g.NH + h) * H;
-            int64_t nk = t + 1; /* causal: keys 0..t */
-            for (int64_t d = 0; d < H; d++) qs[d] = q[d] * g.scale;
-            kk->gemv_t(s, Kt, T, qs, H, nk);
-            float m = kk->max(s, nk);
-            float l = kk->expsum(s, s, m, nk); /* s now holds unnormalised p */
-            float il = 1.0f / l;
-            for (int64_t d = 0; d < H; d++) o[d] = kk->dot(s, Vt + d * T, nk) * il;
-            lse[(b * g.NH + h) * T + t] = m + logf(l);
+        if (H < SMALL_H) transpose_in(Vt, V, &g, b, kv);
+        for (int64_t t0 = 0; t0 < T; t0 += TQ) {
+            int64_t m = T - t0 < TQ ? T - t0 : TQ, nk = t0 + m;
+            load_qs(Qs, Q, &g, b, h, t0, m);
+            kk->mm(0, m, nk, H, 1.0f, Qs, H, Kt, T, S, T, 0);
+            for (int64_t r = 0; r < m; r++) {
+                float *s = S + r * T;
+                int64_t nr = t0 + r + 1; /* causal: keys 0..t */
+                float mx = kk->max(s, nr);
+                float l = kk->expsum(s, s, mx, nr); /* s now holds unnormalised p */
+                for (int64_t j = nr; j < nk; j++) s[j] = 0.0f;
+                lse[(b * g.NH + h) * T + t0 + r] = mx + logf(l);
+                il[r] = 1.0f / l;
+            }
+            float *Ob = O + ((b * T + t0) * g.NH + h) * H;
+            if (H < SMALL_H)
+                kk->mm_nt(m, H, nk, 1.0f, S, T, Vt, T, Ob, ldq, 0);
+            else
+                kk->mm(0, m, H, nk, 1.0f, S, T, Vb, ldkv, Ob, ldq, 0);
+            for (int64_t r = 0; r < m; r++) kk->scal(Ob + r * ldq, il[r], H);
         }
     }
 }
@@ -85,11 +107,12 @@ static void attention_backward(nb_node *n) {
     const float *Q = q->data, *K = k->data, *V = v->data, *dO = n->out->grad;
     const float *lse = n->p[0];
     int64_t T = g.T, H = g.H, per = scratch_floats(&g), tasks = g.B * g.NH;
+    int64_t ldkv = g.NKV * H, ldq = g.NH * H;
     int need_kv = k->requires_grad || v->requires_grad;
     /* scratch sized for the thread count now (it may differ from the forward's) */
     float *scr = nb_tape_alloc(n->tape, (size_t)(omp_threads() * per) * sizeof(float));
     if (!scr) return;
-    /* per-head dk, dv in the transposed layout: (B, NH, 2, H, T) */
+    /* per-head dk^T, dv^T: (B, NH, 2, H, T) */
     float *dkv = need_kv ? nb_tape_alloc(n->tape, (size_t)(tasks * 2 * H * T) * sizeof(float)) : NULL;
     if (need_kv && !dkv) return;
     float *dQ = q->requires_grad ? q->grad : NULL;
@@ -97,49 +120,55 @@ static void attention_backward(nb_node *n) {
 #pragma omp parallel for schedule(static) if (tasks > 1 && g.B * g.NH * T * T * H > NB_OMP_MIN / 4)
     for (int64_t task = 0; task < tasks; task++) {
         int64_t b = task / g.NH, h = task % g.NH, kv = h / g.rep;
-        float *Kt = scr + omp_tid() * per, *Vt = Kt + H * T, *p = Vt + H * T, *ds = p + T, *qs = ds + T;
-        float *dKt = need_kv ? dkv + task * 2 * H * T : NULL, *dVt = need_kv ? dKt + H * T : NULL;
-        if (need_kv) memset(dKt, 0, (size_t)(2 * H * T) * sizeof(float));
+        float *Kt = scr + omp_tid() * per, *Vt = Kt + H * T, *P = Vt + H * T, *dS = P + TQ * T, *Qs = dS + TQ * T;
+        float *dKh = need_kv ? dkv + task * 2 * H * T : NULL, *dVh = need_kv ? dKh + H * T : NULL;
+        const float *Kb = K + (b * T * g.NKV + kv) * H;
+        if (need_kv) memset(dKh, 0, (size_t)(2 * H * T) * sizeof(float));
         transpose_in(Kt, K, &g, b, kv);
         transpose_in(Vt, V, &g, b, kv);
-        for (int64_t t = 0; t < T; t++) {
-            int64_t row = ((b * T + t) * g.NH + h) * H, nk = t + 1;
-            const float *qr = Q + row, *dor = dO + row;
-            for (int64_t d = 0; d < H; d++) qs[d] = qr[d] * g.scale;
-            kk->gemv_t(p, Kt, T, qs, H, nk);
-            kk->expsum(p, p, lse[(b * g.NH + h) * T + t], nk); /* p = softmax row, recomputed */
-            kk->gemv_t(ds, Vt, T, dor, H, nk); /* dp */
-            /* D = <dO, O> = <p, dp>; the latter makes sum_j ds_j vanish to rounding (exactly
-               for T = 1), so q gets no spurious gradient from a constant softmax */
-            float D = kk->dot(p, ds, nk);
-            kk->mul_sub(ds, p, D, nk); /* ds = p (dp - D) */
-            if (dQ)
-                for (int64_t d = 0; d < H; d++) dQ[row + d] += g.scale * kk->dot(ds, Kt + d * T, nk);
-            if (need_kv)
-                for (int64_t d = 0; d < H; d++) {
-                    kk->axpy(dKt + d * T, qs[d], ds, nk);
-                    kk->axpy(dVt + d * T, dor[d], p, nk);
-                }
+        for (int64_t t0 = 0; t0 < T; t0 += TQ) {
+            int64_t m = T - t0 < TQ ? T - t0 : TQ, nk = t0 + m;
+            load_qs(Qs, Q, &g, b, h, t0, m);
+            kk->mm(0, m, nk, H, 1.0f, Qs, H, Kt, T, P, T, 0);
+            for (int64_t r = 0; r < m; r++) { /* P recomputed from the saved lse */
+                float *p = P + r * T;
+                int64_t nr = t0 + r + 1;
+                kk->expsum(p, p, lse[(b * g.NH + h) * T + t0 + r], nr);
+                for (int64_t j = nr; j < nk; j++) p[j] = 0.0f;
+            }
+            const float *dOb = dO + ((b * T + t0) * g.NH + h) * H;
+            kk->mm(0, m, nk, H, 1.0f, dOb, ldq, Vt, T, dS, T, 0); /* dP */
+            for (int64_t r = 0; r < m; r++) {
+                /* D = <dO, O> = <p, dp>; the latter makes sum_j ds_j vanish to rounding (exactly
+                   for T = 1), so q gets no spurious gradient from a constant softmax */
+                float D = kk->dot(P + r * T, dS + r * T, t0 + r + 1);
+                kk->mul_sub(dS + r * T, P + r * T, D, nk); /* ds = p (dp - D), 0 past the diagonal */
+            }
+            float *dQb = dQ ? dQ + ((b * T + t0) * g.NH + h) * H : NULL;
+            if (dQ && H < SMALL_H) kk->mm_nt(m, H, nk, g.scale, dS, T, Kt, T, dQb, ldq, 1);
+            else if (dQ) kk->mm(0, m, H, nk, g.scale, dS, T, Kb, ldkv, dQb, ldq, 1);
+            if (need_kv) {
+                kk->mm(1, H, nk, m, 1.0f, Qs, H, dS, T, dKh, T, 1);
+                kk->mm(1, H, nk, m, 1.0f, dOb, ldq, P, T, dVh, T, 1);
+            }
         }
     }
     if (!need_kv) return;
-    /* dk[b, j, kv, d] += sum over the group's heads (in order) of dKt[b, h][d, j]; likewise dv */
+    /* dk[b, j, kv, d] += dKh[b, h][d, j] for the group's heads h, in head order; likewise dv */
     float *dK = k->requires_grad ? k->grad : NULL, *dV = v->requires_grad ? v->grad : NULL;
 #pragma omp parallel for schedule(static) if (g.B * T * g.NKV * H * g.rep > NB_OMP_MIN)
-    for (int64_t bj = 0; bj < g.B * T; bj++) {
-        int64_t b = bj / T, j = bj % T;
-        for (int64_t kv = 0; kv < g.NKV; kv++)
-            for (int64_t d = 0; d < H; d++) {
-                float sk = 0.0f, sv = 0.0f;
-                for (int64_t r = 0; r < g.rep; r++) {
-                    const float *src = dkv + (b * g.NH + kv * g.rep + r) * 2 * H * T;
-                    sk += src[d * T + j];
-                    sv += src[H * T + d * T + j];
+    for (int64_t bk = 0; bk < g.B * g.NKV; bk++) {
+        int64_t b = bk / g.NKV, kv = bk % g.NKV;
+        for (int64_t r = 0; r < g.rep; r++) {
+            const float *src = dkv + (b * g.NH + kv * g.rep + r) * 2 * H * T;
+            for (int64_t j = 0; j < T; j++) {
+                int64_t o = ((b * T + j) * g.NKV + kv) * H;
+                for (int64_t d = 0; d < H; d++) {
+                    if (dK) dK[o + d] += src[d * T + j];
+                    if (dV) dV[o + d] += src[H * T + d * T + j];
                 }
-                int64_t o = ((b * T + j) * g.NKV + kv) * H + d;
-                if (dK) dK[o] += sk;
-                if (dV) dV[o] += sv;
             }
+        }
     }
 }
 
@@ -180,5 +209,6 @@ const nb_opcase nb_opcases_attention[] = {
     ATT("attention_t1", 1, 1, 2, 1, 6),
     ATT("attention_mqa_odd", 1, 5, 3, 1, 3),
     ATT("attention_long_t", 1, 19, 2, 1, 2),
+    ATT("attention_h32_gqa", 1, 4, 4, 2, 32), /* H >= SMALL_H: the broadcast-kernel path */
     {0},
 };

@@ -209,23 +209,16 @@ static nb_tensor *reduce(nb_tape *t, const nb_op *op, nb_tensor *a, int mean) {
 nb_tensor *nb_sum(nb_tape *t, nb_tensor *a) { return reduce(t, &nb_op_sum, a, 0); }
 nb_tensor *nb_mean(nb_tape *t, nb_tensor *a) { return reduce(t, &nb_op_mean, a, 1); }
 
-/* ---- reshape: a view sharing a's data; its gradient is its own buffer, added back ---- */
+/* ---- reshape: a view sharing a's data and, while recording, a's gradient buffer too: gradient
+   that flows into the view lands in a->grad directly, so the backward has nothing to do ---- */
 static void reshape_forward(nb_node *n) { (void)n; }
-
-static void reshape_backward(nb_node *n) {
-    float *dA = n->in[0]->grad;
-    const float *dY = n->out->grad;
-    int64_t N = nb_numel(n->out);
-#pragma omp parallel for schedule(static) if (N > 4 * NB_OMP_MIN)
-    for (int64_t i = 0; i < N; i++) dA[i] += dY[i];
-}
+static void reshape_backward(nb_node *n) { (void)n; /* shared gradient buffer */ }
 
 const nb_op nb_op_reshape = {"reshape", reshape_forward, reshape_backward};
 
 nb_tensor *nb_reshape(nb_tape *t, nb_tensor *a, int ndim, const int64_t *shape) {
     if (t->status != NB_OK) return NULL;
     if (!a || !shape) return nb_tape_fail(t, NB_EINVAL, "reshape: %s is NULL", a ? "shape" : "a");
-    if (a->dtype != NB_F32 && a->requires_grad) return nb_tape_fail(t, NB_EINVAL, "reshape: only f32 tensors carry gradients");
     nb_tensor v;
     if (nb_view_reshape(a, ndim, shape, &v) != NB_OK) return nb_tape_fail(t, NB_ESHAPE, "%s", nb_errmsg());
     nb_tensor *y = nb_tape_alloc(t, sizeof *y);
@@ -235,6 +228,7 @@ nb_tensor *nb_reshape(nb_tape *t, nb_tensor *a, int ndim, const int64_t *shape) 
     y->requires_grad = 0;
     y->name = NULL;
     if (a->dtype != NB_F32) return y; /* an id tensor: a plain view */
+    if (t->recording && a->requires_grad && !(y->grad = nb_grad(t, a))) return NULL;
     return nb_tape_push(t, &nb_op_reshape, y, a, NULL, NULL) ? y : NULL;
 }
 

@@ -33,9 +33,8 @@ static void matmul_forward(nb_node *n) {
     int64_t lda = ta ? g.M : g.K, ldb = tb ? g.K : g.N;
     if (g.sb == 0 && !ta) /* shared b: one big GEMM over all rows */
         nb_sgemm(0, tb, g.batch * g.M, g.N, g.K, A, lda, B, ldb, 0.0f, C, g.N);
-    else
-        for (int64_t z = 0; z < g.batch; z++)
-            nb_sgemm(ta, tb, g.M, g.N, g.K, A + z * g.sa, lda, B + z * g.sb, ldb, 0.0f, C + z * g.sc, g.N);
+    else /* per-batch products (attention): small ones run one per thread */
+        nb_sgemm_batched(ta, tb, g.batch, g.M, g.N, g.K, A, lda, g.sa, B, ldb, g.sb, 0.0f, C, g.N, g.sc);
 }
 
 /* C = op(A) op(B):  dA = dC op(B)^T (then transposed back if ta),  dB = op(A)^T dC (likewise). */
@@ -46,15 +45,11 @@ static void matmul_backward(nb_node *n) {
     nb_tensor *a = n->in[0], *b = n->in[1];
     const float *A = a->data, *B = b->data, *dC = n->out->grad;
     int64_t lda = ta ? g.M : g.K, ldb = tb ? g.K : g.N;
-    if (a->requires_grad) {
-        for (int64_t z = 0; z < g.batch; z++) {
-            const float *Bz = B + z * g.sb;
-            float *dA = a->grad + z * g.sa;
-            if (!ta) /* dA (M,K) += dC (M,N) op(B)^T (N,K) */
-                nb_sgemm(0, !tb, g.M, g.K, g.N, dC + z * g.sc, g.N, Bz, ldb, 1.0f, dA, lda);
-            else /* dA (K,M) += op(B) (K,N) dC^T (N,M) */
-                nb_sgemm(tb, 1, g.K, g.M, g.N, Bz, ldb, dC + z * g.sc, g.N, 1.0f, dA, lda);
-        }
+    if (a->requires_grad) { /* each batch writes its own dA block */
+        if (!ta) /* dA (M,K) += dC (M,N) op(B)^T (N,K) */
+            nb_sgemm_batched(0, !tb, g.batch, g.M, g.K, g.N, dC, g.N, g.sc, B, ldb, g.sb, 1.0f, a->grad, lda, g.sa);
+        else /* dA (K,M) += op(B) (K,N) dC^T (N,M) */
+            nb_sgemm_batched(tb, 1, g.batch, g.K, g.M, g.N, B, ldb, g.sb, dC, g.N, g.sc, 1.0f, a->grad, lda, g.sa);
     }
     if (b->requires_grad) {
         if (g.sb == 0 && !ta) {
@@ -63,7 +58,12 @@ static void matmul_backward(nb_node *n) {
                 nb_sgemm(1, 0, g.K, g.N, R, A, lda, dC, g.N, 1.0f, b->grad, ldb);
             else /* dB (N,K) += dC^T (N,R) A (R,K) */
                 nb_sgemm(1, 0, g.N, g.K, R, dC, g.N, A, lda, 1.0f, b->grad, ldb);
-        } else {
+        } else if (g.sb != 0) { /* each batch writes its own dB block */
+            if (!tb) /* dB (K,N) += op(A)^T (K,M) dC (M,N) */
+                nb_sgemm_batched(!ta, 0, g.batch, g.K, g.N, g.M, A, lda, g.sa, dC, g.N, g.sc, 1.0f, b->grad, ldb, g.sb);
+            else /* dB (N,K) += dC^T (N,M) op(A) (M,K) */
+                nb_sgemm_batched(1, ta, g.batch, g.N, g.K, g.M, dC, g.N, g.sc, A, lda, g.sa, 1.0f, b->grad, ldb, g.sb);
+        } else { /* shared b with ta: every batch adds into the same dB, in batch order */
             for (int64_t z = 0; z < g.batch; z++) {
                 const float *Az = A + z * g.sa, *dCz = dC + z * g.sc;
                 float *dB = b->grad + z * g.sb;

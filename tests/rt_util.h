@@ -15,7 +15,7 @@
 #define RT_TOK NB_TEST_DATA("stories260K/tok512.bin")
 #define RT_REF NB_TEST_DATA("stories260K/reference.json")
 
-static char *rt_slurp(const char *path, size_t *len) {
+static inline char *rt_slurp(const char *path, size_t *len) {
     FILE *f = fopen(path, "rb");
     if (!f) return NULL;
     fseek(f, 0, SEEK_END);
@@ -30,7 +30,7 @@ static char *rt_slurp(const char *path, size_t *len) {
 }
 
 /* All numbers of the JSON value after "key": (nested arrays flattened) into a malloc'ed array. */
-static double *rt_json_numbers(const char *json, const char *key, int *n) {
+static inline double *rt_json_numbers(const char *json, const char *key, int *n) {
     char pat[128];
     snprintf(pat, sizeof pat, "\"%s\":", key);
     const char *p = strstr(json, pat);
@@ -56,7 +56,7 @@ static double *rt_json_numbers(const char *json, const char *key, int *n) {
     return v;
 }
 
-static int32_t *rt_json_ints(const char *json, const char *key, int *n) {
+static inline int32_t *rt_json_ints(const char *json, const char *key, int *n) {
     double *d = rt_json_numbers(json, key, n);
     int32_t *r = malloc(sizeof(int32_t) * (size_t)(*n + 1));
     for (int i = 0; i < *n; i++) r[i] = (int32_t)d[i];
@@ -65,7 +65,7 @@ static int32_t *rt_json_ints(const char *json, const char *key, int *n) {
 }
 
 /* A random F32 model (weights ~ N(0, 0.5/sqrt(cols)), norms ~ 1) with a fake vocabulary. */
-static nb_qmodel *rt_random_model(int dim, int hidden, int layers, int heads, int kv_heads, int vocab, int seq_len,
+static inline nb_qmodel *rt_random_model(int dim, int hidden, int layers, int heads, int kv_heads, int vocab, int seq_len,
                                   int tied, unsigned long long seed) {
     nb_qconfig c = {dim, hidden, layers, heads, kv_heads, vocab, seq_len, tied, 1e-5f, 10000.0f};
     nb_qmodel *m;
@@ -101,7 +101,7 @@ static nb_qmodel *rt_random_model(int dim, int hidden, int layers, int heads, in
 }
 
 /* Logits (T, V) of a token sequence. */
-static float *rt_logits(const nb_qmodel *m, const int32_t *tok, int T, int batch) {
+static inline float *rt_logits(const nb_qmodel *m, const int32_t *tok, int T, int batch) {
     nb_qstate s;
     if (nb_qstate_init(&s, m, batch)) return NULL;
     float *lg = malloc(sizeof(float) * (size_t)T * m->cfg.vocab);
@@ -114,7 +114,7 @@ static float *rt_logits(const nb_qmodel *m, const int32_t *tok, int T, int batch
     return lg;
 }
 
-static int rt_argmax(const float *x, int n) {
+static inline int rt_argmax(const float *x, int n) {
     int b = 0;
     for (int i = 1; i < n; i++)
         if (x[i] > x[b]) b = i;

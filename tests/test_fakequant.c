@@ -7,6 +7,7 @@
 #include "../core/fp16.h"
 #include "../core/quant_blocks.h"
 #include "../ops/fakequant.h"
+#include "../ops/ops.h"
 #include "../train/model.h"
 #include "../train/optim.h"
 #include "../train/qat.h"
@@ -67,6 +68,32 @@ START_TEST(test_ste_and_clipped) {
     run_fq(&c, NULL, dx, &ds, NULL, y);
     ck_assert_float_eq_tol(y[2], 10.0f + 0.25f * (3.5f - 10.0f), 1e-6f);
     ck_assert(dx[0] == 1.0f && dx[2] == 0.75f * 0.5f && dx[3] == -0.75f);
+}
+END_TEST
+
+/* STE outputs share x's gradient buffer (no backward pass): gradients from the fake-quant output
+   and from another use of x must both land in x->grad, for any lambda, weight or per-token op. */
+START_TEST(test_ste_shared_gradient) {
+    env e;
+    env_init(&e);
+    int64_t rows = 3, cols = 32;
+    nb_tensor *x = leaf(&e, 2, (int64_t[]){rows, cols}, NULL, 1);
+    nbt_fill(x->data, rows * cols, 5);
+    float sc[3] = {0.1f, 0.2f, 0.05f};
+    nb_tensor *s = leaf(&e, 1, (int64_t[]){3}, sc, 0);
+    nb_fq c = {.spec = {.bits = 4, .symmetric = 1, .gran = NB_QGRAN_ROW}, .est = NB_QEST_STE, .lambda = 0.5f};
+    nb_qspec t8 = {.bits = 8, .symmetric = 1, .gran = NB_QGRAN_ROW};
+    nb_tensor *w = nb_fakequant(&e.t, x, &c, s, NULL);
+    nb_tensor *a = nb_fakequant_token(&e.t, x, &t8, 1.0f);
+    ck_assert(w && a);
+    ck_assert_ptr_eq(w->grad, x->grad);
+    ck_assert_ptr_eq(a->grad, x->grad);
+    /* loss = sum(w) + 2 sum(a) + 3 sum(x): dx = 1 + 2 + 3 everywhere */
+    nb_tensor *l = nb_add(&e.t, nb_add(&e.t, nb_sum(&e.t, w), nb_scale(&e.t, nb_sum(&e.t, a), 2.0f)),
+                          nb_scale(&e.t, nb_sum(&e.t, x), 3.0f));
+    ck_assert_int_eq(nb_backward(&e.t, l, NULL), NB_OK);
+    for (int64_t i = 0; i < rows * cols; i++) ck_assert_float_eq_tol(x->grad[i], 6.0f, 1e-6f);
+    env_free(&e);
 }
 END_TEST
 
@@ -707,6 +734,7 @@ END_TEST
 
 NB_SUITE("fakequant") {
     tcase_add_test(tc, test_ste_and_clipped);
+    tcase_add_test(tc, test_ste_shared_gradient);
     tcase_add_test(tc, test_lsq_scale_gradient);
     tcase_add_test(tc, test_pact);
     tcase_add_test(tc, test_op_matches_quantizer);

@@ -36,7 +36,8 @@ static float *ubuf(float *store, unsigned long long seed, float scale) {
 /* Every kernel of every SIMD level this machine has, against nb_vec_ref. */
 START_TEST(test_vec_twins) {
     static float sa[MAXN + 16], sb[MAXN + 16], sc[MAXN + 16], sd[MAXN + 16], se[MAXN + 16], sf[MAXN + 16];
-    static float sw[MAXN + 16], sA[8 * (MAXN + 8) + 16], y1[MAXN + 16], y2[MAXN + 16], z1[MAXN + 16], z2[MAXN + 16];
+    static float sw[MAXN + 16], sA[16 * (MAXN + 8) + 16], y1[MAXN + 16], y2[MAXN + 16], z1[MAXN + 16], z2[MAXN + 16];
+    _Static_assert(13 * 41 < MAXN, "mm outputs fit z1, z2");
     const nb_vec_kernels *R = &nb_vec_ref;
     int tested = 0;
     for (int lvl = NB_SIMD_AVX2; lvl <= NB_SIMD_AVX512; lvl++) {
@@ -100,6 +101,29 @@ START_TEST(test_vec_twins) {
                 k->rope(y1 + 1, a, b, w, ne, acc), R->rope(y2 + 1, a, b, w, ne, acc);
                 CHECK_VEC("rope", y1 + 1, y2 + 1, ne, 1e-6);
             }
+            /* attention's small GEMMs: every transpose / accumulate variant, odd M, N */
+            for (int64_t M = 1; M <= 13; M += 6)
+                for (int64_t Nn = 1; Nn <= 41; Nn += 20) {
+                    float *A = sA + 1, *Bm = sA + 3 + 13 * MAXN / 8;
+                    nbt_fill(A, 13 * (n + 3), 50 + si);
+                    nbt_fill(Bm, 41 * (n + 3) < 6 * MAXN ? 41 * (n + 3) : 6 * MAXN, 51 + si);
+                    for (int ta = 0; ta < 2 && n * 41 + 41 < 6 * MAXN; ta++)
+                        for (int acc = 0; acc < 2; acc++) {
+                            for (int64_t i = 0; i < M * Nn; i++) z1[i] = z2[i] = (float)i;
+                            /* op(A): (M, n), stored (M, n + 3) or (n, M + 2); B (n, Nn) stride Nn + 1 */
+                            int64_t lda = ta ? M + 2 : n + 3;
+                            k->mm(ta, M, Nn, n, 0.5f, A, lda, Bm, Nn + 1, z1, Nn, acc);
+                            R->mm(ta, M, Nn, n, 0.5f, A, lda, Bm, Nn + 1, z2, Nn, acc);
+                            CHECK_VEC("mm", z1, z2, M * Nn, tol_red);
+                        }
+                    if (Nn * (n + 3) > 6 * MAXN) continue;
+                    for (int acc = 0; acc < 2; acc++) {
+                        for (int64_t i = 0; i < M * Nn; i++) z1[i] = z2[i] = (float)i;
+                        k->mm_nt(M, Nn, n, 0.5f, A, n + 3, Bm, n + 3, z1, Nn, acc);
+                        R->mm_nt(M, Nn, n, 0.5f, A, n + 3, Bm, n + 3, z2, Nn, acc);
+                        CHECK_VEC("mm_nt", z1, z2, M * Nn, tol_red);
+                    }
+                }
             for (int64_t rows = 1; rows <= 8; rows += 7) {
                 float *A = sA + 1;
                 nbt_fill(A, rows * (n + 3), 40 + si);
@@ -226,44 +250,56 @@ START_TEST(test_attention_fused_vs_naive) {
         attention_vs_naive(1, 1, 2, 1, 6);  /* T = 1 */
         attention_vs_naive(1, 37, 3, 3, 5); /* odd T and H, MHA */
         attention_vs_naive(2, 70, 2, 1, 16);
+        attention_vs_naive(1, 21, 2, 1, 40); /* H >= 32: the broadcast-kernel path */
+        attention_vs_naive(1, 33, 1, 1, 64);
     }
     nb_simd_force(top);
 }
 END_TEST
 
-/* y = f(x) for one thread and for two must be bitwise identical (no thread-dependent sums). */
-static void grads_at(int threads, float *out, int64_t n_out) {
+/* Gradients for one thread and for two must be bitwise identical (no thread-dependent sums).
+   Sizes are large enough that every op here takes its threaded path. */
+enum { DB = 4, DT = 257, DC = 128, DNH = 4, DNKV = 2, DH = 32, DV = 50 };
+#define DET_N (DV * DC + DC + DC * DC + DNKV * DH * DC)
+
+static void grads_at(int threads, float *out) {
     nb_threads_set(threads);
     env e;
     env_init(&e);
     nb_tape *t = &e.t;
-    int64_t B = 2, T = 64, NH = 4, NKV = 2, H = 16, C = NH * H;
-    nb_tensor *x = randn(&e, 3, (int64_t[]){B, T, C}, 5, 1);
-    nb_tensor *w = randn(&e, 1, (int64_t[]){C}, 6, 1);
-    nb_tensor *wk = randn(&e, 2, (int64_t[]){NKV * H, C}, 7, 1);
+    t->training = 1;
+    nb_tensor *tab = randn(&e, 2, (int64_t[]){DV, DC}, 5, 1);
+    nb_tensor *w = randn(&e, 1, (int64_t[]){DC}, 6, 1);
+    nb_tensor *wq = randn(&e, 2, (int64_t[]){DC, DC}, 7, 1);
+    nb_tensor *wk = randn(&e, 2, (int64_t[]){DNKV * DH, DC}, 8, 1);
+    nb_tensor *ids = nb_tensor_new(&e.a, NB_I32, 2, (int64_t[]){DB, DT});
+    for (int64_t i = 0; i < DB * DT; i++) ((int32_t *)ids->data)[i] = (int32_t)(i * 7 % DV);
+    nb_tensor *x = nb_embedding(t, tab, ids);
     nb_tensor *h = nb_rmsnorm(t, x, w, 1e-5f);
-    nb_tensor *q = nb_reshape(t, h, 4, (int64_t[]){B, T, NH, H});
-    nb_tensor *k = nb_reshape(t, nb_linear(t, h, wk), 4, (int64_t[]){B, T, NKV, H});
-    nb_tensor *o = nb_attention(t, q, k, k);
-    nb_tensor *ids = nb_tensor_new(&e.a, NB_I32, 2, (int64_t[]){B, T});
-    for (int64_t i = 0; i < B * T; i++) ((int32_t *)ids->data)[i] = (int32_t)(i * 7 % C);
-    nb_tensor *loss = nb_cross_entropy(t, nb_reshape(t, o, 3, (int64_t[]){B, T, C}), ids);
+    nb_tensor *q = nb_rope(t, nb_reshape(t, nb_linear(t, h, wq), 4, (int64_t[]){DB, DT, DNH, DH}), 10000.0f, 0);
+    nb_tensor *k = nb_rope(t, nb_reshape(t, nb_linear(t, h, wk), 4, (int64_t[]){DB, DT, DNKV, DH}), 10000.0f, 0);
+    nb_tensor *o = nb_reshape(t, nb_attention(t, q, k, k), 3, (int64_t[]){DB, DT, DC});
+    x = nb_add(t, x, nb_dropout(t, nb_swiglu(t, o, h), 0.1f));
+    nb_tensor *loss = nb_cross_entropy(t, x, ids);
     ck_assert_int_eq(nb_backward(t, loss, NULL), NB_OK);
-    ck_assert_int_eq(n_out, nb_numel(x) + C + nb_numel(wk));
-    memcpy(out, x->grad, nb_numel(x) * 4);
-    memcpy(out + nb_numel(x), w->grad, C * 4);
-    memcpy(out + nb_numel(x) + C, wk->grad, nb_numel(wk) * 4);
+    nb_tensor *ps[4] = {tab, w, wq, wk};
+    for (int i = 0; i < 4; i++) {
+        memcpy(out, ps[i]->grad, nb_numel(ps[i]) * 4);
+        out += nb_numel(ps[i]);
+    }
     env_free(&e);
 }
 
 START_TEST(test_deterministic_across_threads) {
-    int64_t n = 2 * 64 * 64 + 64 + 32 * 64;
-    float *g1 = malloc(n * 4), *g2 = malloc(n * 4);
+    float *g1 = malloc(DET_N * 4), *g2 = malloc(DET_N * 4);
     int keep = nb_threads_get();
-    grads_at(1, g1, n);
-    grads_at(2, g2, n);
+    grads_at(1, g1);
+    grads_at(2, g2);
     nb_threads_set(keep);
-    ck_assert_msg(memcmp(g1, g2, n * 4) == 0, "gradients differ between 1 and 2 threads");
+    ck_assert_msg(memcmp(g1, g2, DET_N * 4) == 0, "gradients differ between 1 and 2 threads");
+    double s = 0;
+    for (int i = 0; i < DET_N; i++) s += fabs(g1[i]);
+    ck_assert(s > 0 && isfinite(s));
     free(g1);
     free(g2);
 }
@@ -456,7 +492,80 @@ START_TEST(test_nan_propagates) {
 }
 END_TEST
 
+/* Random shapes, dtypes, empty and transposed inputs into every op: each call either succeeds
+   (and its backward runs) or fails the tape with a message; nothing crashes (run under ASan). */
+static nb_tensor *rand_tensor(nb_arena *a, nb_rng *r) {
+    int nd = 1 + (int)nb_rng_below(r, 4);
+    int64_t shape[4];
+    for (int i = 0; i < nd; i++) shape[i] = (int64_t)nb_rng_below(r, 4) + (nb_rng_below(r, 8) ? 1 : 0);
+    nb_dtype dt = nb_rng_below(r, 6) ? NB_F32 : NB_I32;
+    nb_tensor *x = nb_tensor_new(a, dt, nd, shape);
+    for (int64_t i = 0; i < nb_numel(x); i++) {
+        if (dt == NB_F32) nb_f32(x)[i] = nb_rng_normal(r);
+        else ((int32_t *)x->data)[i] = (int32_t)nb_rng_below(r, 5) - 1;
+    }
+    x->requires_grad = dt == NB_F32 && nb_rng_below(r, 4) != 0;
+    if (nd >= 2 && !nb_rng_below(r, 8)) { /* a transposed view */
+        nb_tensor *v = nb_arena_alloc(a, sizeof *v);
+        nb_view_transpose(x, v);
+        return v;
+    }
+    return nb_rng_below(r, 30) ? x : NULL;
+}
+
+START_TEST(test_random_inputs_never_crash) {
+    nb_rng r = nb_rng_make(2024, 1);
+    int ok = 0, failed = 0, n = getenv("NB_SANITIZE") ? 400 : 1500;
+    for (int it = 0; it < n; it++) {
+        env e;
+        env_init(&e);
+        nb_tape *t = &e.t;
+        t->training = (int)nb_rng_below(&r, 2);
+        nb_tensor *a = rand_tensor(&e.a, &r), *b = rand_tensor(&e.a, &r), *c = rand_tensor(&e.a, &r);
+        nb_tensor *y = NULL;
+        switch (it % 19) {
+        case 0: y = nb_add(t, a, b); break;
+        case 1: y = nb_sub(t, a, b); break;
+        case 2: y = nb_mul(t, a, b); break;
+        case 3: y = nb_scale(t, a, 2.0f); break;
+        case 4: y = nb_mean(t, a); break;
+        case 5: y = nb_reshape(t, a, 1, (int64_t[]){a ? nb_numel(a) : 1}); break;
+        case 6: y = nb_embedding(t, a, b); break;
+        case 7: y = nb_rmsnorm(t, a, b, 1e-5f); break;
+        case 8: y = nb_layernorm(t, a, b, c, 1e-5f); break;
+        case 9: y = nb_rope(t, a, 10000.0f, 3); break;
+        case 10: y = nb_silu(t, a); break;
+        case 11: y = nb_gelu(t, a); break;
+        case 12: y = nb_swiglu(t, a, b); break;
+        case 13: y = nb_softmax(t, a); break;
+        case 14: y = nb_dropout(t, a, 0.5f); break;
+        case 15: y = nb_attention(t, a, b, c); break;
+        case 16: y = nb_cross_entropy(t, a, b); break;
+        case 17: y = nb_kl_div(t, a, b, 1.5f); break;
+        case 18: y = nb_sum(t, nb_mul(t, nb_softmax(t, a), b)); break;
+        }
+        if (y) {
+            ck_assert_int_eq(nb_tape_status(t), NB_OK);
+            if (y->requires_grad) {
+                float *seed = nb_arena_alloc(&e.a, (size_t)nb_numel(y) * 4 + 4);
+                for (int64_t i = 0; i < nb_numel(y); i++) seed[i] = 1.0f;
+                ck_assert_int_eq(nb_backward(t, y, seed), NB_OK);
+            }
+            ok++;
+        } else {
+            ck_assert_int_ne(nb_tape_status(t), NB_OK);
+            ck_assert(strlen(nb_errmsg()) > 5);
+            failed++;
+        }
+        env_free(&e);
+    }
+    printf("random inputs: %d accepted, %d refused with a message\n", ok, failed);
+    ck_assert(ok > n / 10 && failed > n / 10);
+}
+END_TEST
+
 NB_SUITE("ops") {
+    tcase_add_test(tc, test_random_inputs_never_crash);
     tcase_add_test(tc, test_vec_twins);
     tcase_add_test(tc, test_attention_fused_vs_naive);
     tcase_add_test(tc, test_deterministic_across_threads);

@@ -5,6 +5,9 @@
 #include "../core/fp16.h"
 #include "../core/simd.h"
 #include "../ops/kernels/qdot.h"
+#include "../train/checkpoint.h"
+#include "../train/model.h"
+#include "../data/tokenizer.h"
 #include "rt_util.h"
 
 static const int sizes[] = {1, 3, 7, 17, 33, 100, 1000};
@@ -55,19 +58,21 @@ START_TEST(test_block_dot_twins) {
     float *x = malloc(sizeof(float) * n), *w = malloc(sizeof(float) * n);
     nbt_fill(x, n, 11);
     nbt_fill(w, n, 12);
-    char *raw = malloc(nbk * 34 * 3 + 16);
-    nb_blk_q8_0 *xq = (nb_blk_q8_0 *)(raw + 1), *wq = (nb_blk_q8_0 *)(raw + 1 + nbk * 34);
-    nb_blk_q4_0 *w4 = (nb_blk_q4_0 *)(raw + 3 + 2 * nbk * 34);
-    nb_blk_q8_0 *xr = malloc(sizeof(nb_blk_q8_0) * nbk);
-    nb_rt_quantize_q8_0(w, wq, n);
-    nb_rt_quantize_q4_0(w, w4, n);
+    char *raw = malloc(nbk * 34 * 3 + 32);
+    /* blocks are 2-byte aligned (fp16 scale) but nothing more: 34- and 18-byte strides from odd
+       multiples of 2 keep every 32-byte load unaligned */
+    nb_block_q8_0 *xq = (nb_block_q8_0 *)(raw + 2), *wq = (nb_block_q8_0 *)(raw + 6 + nbk * 34);
+    nb_block_q4_0 *w4 = (nb_block_q4_0 *)(raw + 10 + 2 * nbk * 34);
+    nb_block_q8_0 *xr = malloc(sizeof(nb_block_q8_0) * nbk);
+    nb_quantize_row_q8_0_ref(w, wq, n);
+    nb_quantize_row_q4_0_ref(w, w4, n);
     nb_simd_level lv[3];
     int nl = levels(lv);
     nb_quantize_act_q8_0_ref(x, xr, n);
     for (int L = 0; L < nl; L++) {
         nb_simd_force(lv[L]);
         nb_quantize_act_q8_0(x, xq, n);
-        ck_assert_int_eq(memcmp(xq, xr, sizeof(nb_blk_q8_0) * nbk), 0);
+        ck_assert_int_eq(memcmp(xq, xr, sizeof(nb_block_q8_0) * nbk), 0);
         for (int b = 1; b <= nbk; b += 3) {
             float r8 = nb_dot_q8_0_q8_0_ref(b * NB_QK, wq, xq), s8 = nb_dot_q8_0_q8_0(b * NB_QK, wq, xq);
             float r4 = nb_dot_q4_0_q8_0_ref(b * NB_QK, w4, xq), s4 = nb_dot_q4_0_q8_0(b * NB_QK, w4, xq);
@@ -89,7 +94,7 @@ START_TEST(test_block_dot_twins) {
 END_TEST
 
 START_TEST(test_group_dot_twins) {
-    const int n = 1000 + 3;
+    const int n = 1100;
     float *x = malloc(sizeof(float) * n), *w = malloc(sizeof(float) * n);
     nbt_fill(x, n, 21);
     nbt_fill(w, n, 22);
@@ -125,6 +130,29 @@ START_TEST(test_group_dot_twins) {
             }
         }
     }
+    /* whole chunks of 32 without zero points: the lane-ordered paths */
+    int lanes[][2] = {{32, 32}, {64, 32}, {96, 32}, {160, 160}, {288, 288}, {768, 64}, {1024, 1024}, {96, 96}, {192, 64}};
+    for (size_t k = 0; k < sizeof lanes / sizeof *lanes; k++) {
+        int len = lanes[k][0], g = lanes[k][1];
+        nb_quantize_act_i8(x, xq + 1, xs, len, g);
+        nb_rt_quantize_sym(w, len, g, 8, w8 + 1, ws);
+        memset(w4, 0, n);
+        for (int L = 0; L < nl; L++) {
+            nb_simd_force(lv[L]);
+            float r = nb_dot_i8_i8_ref(len, g, w8 + 1, ws, NULL, xq + 1, xs);
+            ck_assert_int_eq(nb_f32_bits(r), nb_f32_bits(nb_dot_i8_i8(len, g, w8 + 1, ws, NULL, xq + 1, xs)));
+            /* same value as the exact sum, up to rounding */
+            double e = 0;
+            for (int j = 0; j < len; j++) e += (double)w8[1 + j] * xq[1 + j] * ws[j / g] * xs[j / g];
+            ck_assert(fabs(r - e) <= 1e-4 * (1 + fabs(e)));
+        }
+        nb_rt_quantize_sym(w, len, g, 4, w4, ws);
+        for (int L = 0; L < nl; L++) {
+            nb_simd_force(lv[L]);
+            float r = nb_dot_i4_i8_ref(len, g, w4, ws, NULL, xq + 1, xs);
+            ck_assert_int_eq(nb_f32_bits(r), nb_f32_bits(nb_dot_i4_i8(len, g, w4, ws, NULL, xq + 1, xs)));
+        }
+    }
     nb_simd_force(nb_simd_detect());
     free(x), free(w), free(xq), free(w8), free(wz), free(w4), free(xs), free(ws);
 }
@@ -157,7 +185,7 @@ START_TEST(test_act_quant_rules) {
     x[0] = 127.0f;
     x[1] = 2.5f;
     x[2] = -3.5f;
-    nb_blk_q8_0 b;
+    nb_block_q8_0 b;
     nb_quantize_act_q8_0_ref(x, &b, 32);
     ck_assert_int_eq(b.qs[0], 127);
     ck_assert_int_eq(b.qs[1], 2);
@@ -327,6 +355,7 @@ START_TEST(test_eval_and_info) {
     char *info;
     ck_assert_int_eq(nb_runtime_info(m, 1, &info), NB_OK);
     ck_assert_ptr_nonnull(strstr(info, "\"dim\": 64"));
+    ck_assert_ptr_nonnull(strstr(info, "\"format\": \"llama2c-fp32\""));
     ck_assert_ptr_nonnull(strstr(info, "layers.4.ffn.w3"));
     nb_free(info);
     ck_assert_int_eq(nb_runtime_info(m, 0, &info), NB_OK);
@@ -360,7 +389,31 @@ START_TEST(test_sampling_deterministic) {
 }
 END_TEST
 
+START_TEST(test_from_training_model) {
+    /* the training model's llama2.c import and the runtime's own loader agree bit for bit */
+    nb_model tm;
+    memset(&tm, 0, sizeof tm);
+    ck_assert_msg(nb_model_load_file(RT_MODEL, &tm) == NB_OK, "%s", nb_errmsg());
+    nb_tokenizer *tok;
+    ck_assert_int_eq(nb_tokenizer_llama2c_load(RT_TOK, 512, &tok), NB_OK);
+    nb_qmodel *a, *b;
+    ck_assert_msg(nb_qmodel_from_model(&tm, tok, &a) == NB_OK, "%s", nb_errmsg());
+    ck_assert_int_eq(nb_qmodel_from_llama2c(RT_MODEL, RT_TOK, &b), NB_OK);
+    int32_t seq[6] = {1, 403, 407, 261, 378, 432};
+    float *la = rt_logits(a, seq, 6, 6), *lb = rt_logits(b, seq, 6, 6);
+    ck_assert_int_eq(memcmp(la, lb, sizeof(float) * 6 * 512), 0);
+    ck_assert(nb_tokenizer_equal(a->tok, tok));
+    ck_assert_str_eq(a->vocab.pieces[407], " upon");
+    free(la), free(lb);
+    nb_qmodel_free(a);
+    nb_qmodel_free(b);
+    nb_tokenizer_free(tok);
+    nb_model_free(&tm);
+}
+END_TEST
+
 NB_SUITE("runtime") {
+    tcase_add_test(tc, test_from_training_model);
     tcase_add_test(tc, test_isum_twins);
     tcase_add_test(tc, test_block_dot_twins);
     tcase_add_test(tc, test_group_dot_twins);

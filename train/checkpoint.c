@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "checkpoint_impl.h"
 #include "import_llama2c.h"
 
 #define MAX_SET_TENSORS 100000 /* a set listing more datasets than this is refused */
@@ -112,11 +113,18 @@ static nb_status put_attr(writer *w, hid_t obj, const char *name, hid_t type, co
     return NB_OK;
 }
 
+/* Strings are fixed-length (NUL-padded UTF-8): variable-length strings live in HDF5's global heap,
+   whose parser hangs or leaks on corrupted files (found by fuzz_ckpt), so the reader refuses them. */
 static nb_status put_str(writer *w, hid_t obj, const char *name, const char *s) {
+    size_t n = strlen(s);
+    if (n > NB_CKPT_MAX_STRING)
+        return nb_fail(NB_EINVAL, "write %s: attribute %s is %zu bytes, more than the limit %d", w->path, name, n,
+                       NB_CKPT_MAX_STRING);
     hid_t t = H5Tcopy(H5T_C_S1);
-    H5Tset_size(t, H5T_VARIABLE);
+    H5Tset_size(t, n ? n : 1);
+    H5Tset_strpad(t, H5T_STR_NULLPAD);
     H5Tset_cset(t, H5T_CSET_UTF8);
-    nb_status st = put_attr(w, obj, name, t, &s);
+    nb_status st = put_attr(w, obj, name, t, n ? s : "");
     H5Tclose(t);
     return st;
 }
@@ -316,7 +324,10 @@ nb_status nb_ckpt_save(const char *path, const nb_ckpt_contents *c) {
        (which the image would carry, as it is taken while the file is open) */
     H5Pset_libver_bounds(fapl, H5F_LIBVER_EARLIEST, H5F_LIBVER_V18);
     H5Pset_fapl_core(fapl, est < ((size_t)256 << 20) ? est : ((size_t)256 << 20), 0);
-    w.file = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
+    hid_t fcpl = H5Pcreate(H5P_FILE_CREATE);
+    H5Pset_userblock(fcpl, NB_CKPT_SEAL_BYTES);
+    w.file = H5Fcreate(tmp, H5F_ACC_TRUNC, fcpl, fapl);
+    H5Pclose(fcpl);
     H5Pclose(fapl);
     if (w.file < 0) return wfail(&w, "create in-memory image");
     nb_status st = write_all(&w, c);
@@ -324,14 +335,18 @@ nb_status nb_ckpt_save(const char *path, const nb_ckpt_contents *c) {
     ssize_t n = 0;
     if (st == NB_OK && H5Fflush(w.file, H5F_SCOPE_GLOBAL) < 0) st = wfail(&w, "flush");
     if (st == NB_OK && (n = H5Fget_file_image(w.file, NULL, 0)) <= 0) st = wfail(&w, "image size");
-    if (st == NB_OK && !(img = nb_malloc((size_t)n)))
+    if (st == NB_OK && !(img = nb_malloc((size_t)n + NB_CKPT_SEAL_BYTES)))
         st = nb_fail(NB_ENOMEM, "write %s: image of %zd bytes", path, n);
-    if (st == NB_OK && H5Fget_file_image(w.file, img, (size_t)n) != n) st = wfail(&w, "image");
+    /* the image starts at the superblock (HDF5 leaves the user block out of it): the seal goes in front */
+    if (st == NB_OK && H5Fget_file_image(w.file, img + NB_CKPT_SEAL_BYTES, (size_t)n) != n) st = wfail(&w, "image");
+    n += NB_CKPT_SEAL_BYTES;
     if (H5Fclose(w.file) < 0 && st == NB_OK) st = wfail(&w, "close image");
+    if (st == NB_OK && n <= NB_CKPT_SEAL_BYTES) st = nb_fail(NB_EIO, "write %s: image of %zd bytes", path, n);
     if (st != NB_OK) {
         nb_free(img);
         return st == NB_EINVAL || st == NB_ENOMEM ? st : NB_EIO;
     }
+    nb_ckpt_seal_write((unsigned char *)img, (size_t)n);
     /* temp file, fsync, rename, fsync the directory */
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0) st = nb_fail(NB_EIO, "write %s: cannot create %s: %s", path, tmp, strerror(errno));
@@ -388,26 +403,19 @@ static nb_status get_str(const nb_ckpt *c, hid_t obj, const char *name, char **o
     nb_status st = NB_OK;
     if (t < 0 || sp < 0 || H5Tget_class(t) != H5T_STRING || H5Sget_simple_extent_npoints(sp) != 1) {
         st = rfail(c, "attribute %s is not a string%s", name, "");
-    } else if (H5Tis_variable_str(t) > 0) {
-        hid_t mt = H5Tcopy(H5T_C_S1);
-        H5Tset_size(mt, H5T_VARIABLE);
-        H5Tset_cset(mt, H5Tget_cset(t)); /* HDF5 does not convert between ASCII and UTF-8 */
-        char *s = NULL;
-        if (H5Aread(a, mt, &s) < 0 || !s) st = rfail(c, "attribute %s unreadable%s", name, "");
-        else {
-            *out = nb_strdup(s);
-            if (!*out) st = nb_fail(NB_ENOMEM, "%s: attribute %s", c->path, name);
-        }
-        if (s) H5free_memory(s);
-        H5Tclose(mt);
+    } else if (H5Tis_variable_str(t) != 0) {
+        st = rfail(c, "attribute %s is a variable-length string (nibble writes and reads fixed-length ones)%s", name, "");
     } else {
         size_t n = H5Tget_size(t);
         if (n == 0 || n > MAX_ATTR_BYTES) st = rfail(c, "attribute %s has an absurd size%s", name, "");
+        /* the attribute's storage must hold the declared size (a corrupted size would over-read) */
+        else if (H5Aget_storage_size(a) < n) st = rfail(c, "attribute %s is truncated%s", name, "");
         else {
             char *s = nb_malloc(n + 1);
             hid_t mt = H5Tcopy(H5T_C_S1);
             H5Tset_size(mt, n);
             H5Tset_cset(mt, H5Tget_cset(t));
+            H5Tset_strpad(mt, H5T_STR_NULLPAD); /* all n bytes; the NUL is added below */
             if (!s) st = nb_fail(NB_ENOMEM, "%s: attribute %s", c->path, name);
             else if (H5Aread(a, mt, s) < 0) st = rfail(c, "attribute %s unreadable%s", name, "");
             H5Tclose(mt);
@@ -455,7 +463,7 @@ int nb_file_is_hdf5(const char *path) {
     unsigned char b[8];
     FILE *f = fopen(path, "rb");
     if (!f) return 0;
-    int ok = fread(b, 1, 8, f) == 8 && !memcmp(b, sig, 8);
+    int ok = fread(b, 1, 8, f) == 8 && (!memcmp(b, sig, 8) || !memcmp(b, nb_ckpt_seal_magic, 8));
     fclose(f);
     return ok;
 }
@@ -469,8 +477,7 @@ nb_status nb_ckpt_open(const char *path, nb_ckpt **out) {
     FILE *f = fopen(path, "rb");
     if (!f) return nb_fail(NB_EIO, "open %s: %s", path, strerror(errno));
     fclose(f);
-    if (!nb_file_is_hdf5(path))
-        return nb_fail(NB_EFORMAT, "%s: not an HDF5 file (expected a nibble checkpoint)", path);
+    NB_TRY(nb_ckpt_seal_check(path));
     nb_ckpt *c = nb_calloc(1, sizeof *c);
     if (!c || !(c->path = nb_strdup(path))) {
         nb_free(c);
@@ -900,10 +907,25 @@ nb_status nb_ckpt_read_tokenizer(nb_ckpt *c, nb_tokenizer **out) {
     nb_status st = nb_tokenizer_load_h5(g, out);
     H5Gclose(g);
     if (st != NB_OK) return nb_fail_prefix(st, "%s: tokenizer", c->path);
-    return NB_OK;
+    if (nb_tokenizer_vocab(*out) > c->cfg.vocab_size) {
+        st = nb_fail(NB_EFORMAT, "%s: the stored tokenizer has %d tokens, more than the model's vocab_size %d", c->path,
+                     nb_tokenizer_vocab(*out), c->cfg.vocab_size);
+        nb_tokenizer_free(*out);
+        *out = NULL;
+    }
+    return st;
 }
 
 nb_status nb_ckpt_load_model(nb_ckpt *c, nb_model *m) {
+    /* the config sizes the parameter block: refuse one the file cannot hold before allocating it
+       (a 16 KB file must not make us zero 13 GB) */
+    hsize_t fsize = 0;
+    int64_t numel = nb_model_config_numel(&c->cfg);
+    if (H5Fget_filesize(c->file, &fsize) < 0 || (uint64_t)numel > fsize / sizeof(float)) {
+        memset(m, 0, sizeof *m);
+        return nb_fail(NB_EFORMAT, "%s: config implies %lld parameters (%lld bytes) but the file has %llu bytes",
+                       c->path, (long long)numel, (long long)numel * 4, (unsigned long long)fsize);
+    }
     NB_TRY(nb_model_init(m, &c->cfg));
     nb_status st = nb_ckpt_read_params(c, &m->params);
     if (st != NB_OK) nb_model_free(m);

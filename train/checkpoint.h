@@ -1,4 +1,8 @@
 /* checkpoint.h: HDF5 checkpoints that h5py can read.
+   The file starts with a 512-byte HDF5 user block holding nibble's seal (magic "NBCKPT\1\n", file
+   size, 64-bit hash of the rest; see checkpoint.c): the loader verifies it before libhdf5 parses
+   anything, so truncated or corrupted files are refused with a message, never parsed. h5py and
+   HDF5 tools skip the user block. Editing a checkpoint in place (e.g. with h5py) breaks the seal.
    Layout (format "nibble-checkpoint", version 1):
      /                      attrs: format, version, step (int64), recipe (string, optional),
                             free-form string attributes (nb_ckpt_contents.attrs)
@@ -8,7 +12,8 @@
      /<set path>/<name>     extra paramsets: set "optim.m" is stored under /optim/m, "quant" under /quant
      /rng/<name>            uint64 (3): seed, stream, counter of a named generator
      /tokenizer             group written by nb_tokenizer_save_h5 (optional)
-   Writes are atomic (PATH.tmp-<pid>, flush, close, fsync, rename); a failed write leaves any old
+   Strings are fixed-length NUL-padded UTF-8 (h5py returns bytes); variable-length strings are
+   refused when reading (HDF5's global heap parser hangs on corrupted files). Writes are atomic (PATH.tmp-<pid>, flush, close, fsync, rename); a failed write leaves any old
    PATH untouched. Reads validate every dataset's type and shape against what the caller expects:
    sizes are never taken from the file on trust. */
 #ifndef NB_CHECKPOINT_H
@@ -24,6 +29,7 @@
 #define NB_CKPT_MAX_SETS 8
 #define NB_CKPT_MAX_RNGS 8
 #define NB_CKPT_MAX_ATTRS 16
+#define NB_CKPT_MAX_STRING 60000 /* bytes of one string attribute (HDF5 header message limit) */
 
 /* An extra paramset: name is [A-Za-z0-9_] words joined by '.', e.g. "optim.m", "optim.v", "quant";
    not "params", "config", "rng" or "tokenizer". Its tensors keep their own names and shapes. */
@@ -39,7 +45,7 @@ typedef struct nb_ckpt_rng {
 
 typedef struct nb_ckpt_attr {
     const char *key;   /* [A-Za-z0-9_.]; not a reserved root attribute (format, version, step, recipe) */
-    const char *value; /* any UTF-8 text (JSON welcome) */
+    const char *value; /* any UTF-8 text (JSON welcome), at most NB_CKPT_MAX_STRING bytes */
 } nb_ckpt_attr;
 
 /* What a checkpoint holds. Everything is borrowed; only config and params are required. */
@@ -51,7 +57,7 @@ typedef struct nb_ckpt_contents {
     nb_ckpt_set sets[NB_CKPT_MAX_SETS];
     int n_rngs;
     nb_ckpt_rng rngs[NB_CKPT_MAX_RNGS];
-    const char *recipe;               /* recipe text or NULL */
+    const char *recipe;               /* recipe text or NULL (at most NB_CKPT_MAX_STRING bytes) */
     const nb_tokenizer *tokenizer;    /* or NULL */
     int n_attrs;
     nb_ckpt_attr attrs[NB_CKPT_MAX_ATTRS];
@@ -61,13 +67,17 @@ typedef struct nb_ckpt_contents {
    write fails, NB_EINVAL for bad names; in both cases no PATH.tmp-<pid> is left behind. */
 nb_status nb_ckpt_save(const char *path, const nb_ckpt_contents *c);
 
+/* Recomputes the seal of a checkpoint edited on purpose outside nibble (e.g. attributes changed
+   with h5py; HDF5 keeps the user block). NB_EFORMAT when the file has no nibble header. */
+nb_status nb_ckpt_seal_file(const char *path);
+
 /* ---- reading ---- */
 
 typedef struct nb_ckpt nb_ckpt; /* an open checkpoint (opaque) */
 
-/* Opens path, checks it is a nibble checkpoint and reads its config (checked with
-   nb_model_config_check). Missing file: NB_EIO; not HDF5, truncated, foreign, bad config:
-   NB_EFORMAT naming the file. */
+/* Opens path, verifies the seal (size and hash), checks it is a nibble checkpoint and reads its
+   config (checked with nb_model_config_check). Missing file: NB_EIO; not HDF5, truncated,
+   corrupted, foreign, bad config: NB_EFORMAT naming the file. */
 nb_status nb_ckpt_open(const char *path, nb_ckpt **out);
 void nb_ckpt_close(nb_ckpt *c); /* NULL is fine */
 const char *nb_ckpt_path(const nb_ckpt *c);
@@ -99,7 +109,8 @@ nb_status nb_ckpt_read_attr(nb_ckpt *c, const char *key, char **value);
 nb_status nb_ckpt_attr_names(nb_ckpt *c, int *n, char ***names);
 void nb_ckpt_free_names(int n, char **names);
 int nb_ckpt_has_tokenizer(nb_ckpt *c);
-/* The stored tokenizer (NB_EFORMAT when there is none). */
+/* The stored tokenizer (NB_EFORMAT when there is none, or when it has more tokens than the
+   model's vocab_size: a model may have a padded vocabulary, never a smaller one). */
 nb_status nb_ckpt_read_tokenizer(nb_ckpt *c, nb_tokenizer **out);
 
 /* ---- whole models ---- */

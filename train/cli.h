@@ -15,6 +15,9 @@ int nb_cli_exit_code(nb_status s);
 /* Small argument helpers: is argv[i] the flag `name` (then *val = argv[i+1], i advanced)? */
 int nb_cli_flag_value(int argc, char **argv, int *i, const char *name, const char **val);
 int nb_cli_is_help(const char *a);
+/* An input file named on the command line that cannot be opened is bad input (exit 1), checked
+   before any work: prints "nibble CMD: error: cannot read PATH: reason" and returns 1; 0 if it opens. */
+int nb_cli_input_missing(const char *cmd, const char *what, const char *path);
 
 /* subcommands (one file each) */
 int nb_cmd_train(int argc, char **argv);

@@ -50,14 +50,15 @@ int nb_cmd_import(int argc, char **argv) {
         fprintf(stderr, "nibble import: unknown source format '%s' (supported: llama2c)\n", kind);
         return 1;
     }
+    if (nb_cli_input_missing("import", NULL, model) || (tok && nb_cli_input_missing("import", "--tokenizer", tok))) return 1;
     nb_model m;
     nb_status s = nb_llama2c_load(model, &m);
     if (s != NB_OK) return nb_cli_fail("import", s);
     nb_tokenizer *t = NULL;
     if (tok) {
-        s = nb_tokenizer_llama2c_load(tok, m.cfg.vocab_size, &t);
+        s = nb_tokenizer_llama2c_load(tok, 0, &t); /* every record: a tokenizer for another vocabulary is refused */
         if (s == NB_OK && nb_tokenizer_vocab(t) != m.cfg.vocab_size)
-            s = nb_fail(NB_EINVAL, "%s: tokenizer has %d tokens but %s has a vocabulary of %d", tok,
+            s = nb_fail(NB_EINVAL, "%s: the tokenizer has %d tokens but %s has a vocabulary of %d", tok,
                         nb_tokenizer_vocab(t), model, m.cfg.vocab_size);
         if (s != NB_OK) {
             nb_tokenizer_free(t);

@@ -9,6 +9,7 @@
 #include "checkpoint.h"
 #include "cli.h"
 #include "import_llama2c.h"
+#include "recipe.h"
 
 /* ---- output helpers (text or JSON) ---- */
 
@@ -115,6 +116,60 @@ static int natural_cmp(const void *pa, const void *pb) {
 
 static int probe_hdf5(const char *path) { return nb_file_is_hdf5(path); }
 
+static void print_rule(FILE *f, const nb_qrule *q, int json, int first) {
+    if (json) {
+        fprintf(f, "%s{\"match\": ", first ? "" : ", ");
+        json_str(f, q->match);
+        fprintf(f, ", \"bits\": %d, \"symmetric\": %s, \"ternary\": %s, \"granularity\": \"%s\", \"group_size\": %d, "
+                   "\"estimator\": \"%s\", \"observer\": \"%s\"}",
+                q->bits, q->symmetric ? "true" : "false", q->ternary ? "true" : "false", q->granularity, q->group_size,
+                q->estimator, q->observer);
+        return;
+    }
+    if (!q->ternary && !q->bits) {
+        fprintf(f, "    %-24s fp32 (not quantized)\n", q->match);
+        return;
+    }
+    if (q->ternary) fprintf(f, "    %-24s ternary", q->match);
+    else fprintf(f, "    %-24s int%d %s", q->match, q->bits, q->symmetric ? "symmetric" : "asymmetric");
+    fprintf(f, ", per %s", q->granularity);
+    if (!strcmp(q->granularity, "group")) fprintf(f, " of %d", q->group_size);
+    fprintf(f, ", %s, observer %s\n", q->estimator, q->observer);
+}
+
+/* The quantization policy of the recipe stored in a checkpoint (text or JSON members), or 0 when
+   there is no parseable recipe or quantization is off. */
+static int print_recipe_quant(FILE *f, const char *recipe_text, int json) {
+    if (!recipe_text) return 0;
+    nb_recipe *r = nb_calloc(1, sizeof *r);
+    if (!r) return 0;
+    int shown = 0;
+    if (nb_recipe_parse("checkpoint recipe", recipe_text, 0, NULL, r) == NB_OK && r->quant.enabled) {
+        const nb_recipe_quant *q = &r->quant;
+        if (json) {
+            fprintf(f, "\"enabled\": true, \"preset\": ");
+            json_str(f, q->preset);
+            fprintf(f, ", \"start_step\": %d, \"weights\": [", q->start_step);
+            for (int i = 0; i < q->n_weight_rules; i++) print_rule(f, &q->weights[i], 1, i == 0);
+            fprintf(f, "], \"acts\": [");
+            for (int i = 0; i < q->n_act_rules; i++) print_rule(f, &q->acts[i], 1, i == 0);
+            fprintf(f, "]");
+        } else {
+            fprintf(f, "  policy (from the stored recipe): %s%s, fake-quant from step %d\n", q->preset[0] ? "preset " : "",
+                    q->preset[0] ? q->preset : "custom rules", q->start_step);
+            if (q->n_weight_rules) fprintf(f, "  weights (first matching rule applies):\n");
+            for (int i = 0; i < q->n_weight_rules; i++) print_rule(f, &q->weights[i], 0, i == 0);
+            if (q->n_act_rules) fprintf(f, "  activations (inputs of matching weights):\n");
+            for (int i = 0; i < q->n_act_rules; i++) print_rule(f, &q->acts[i], 0, i == 0);
+        }
+        shown = 1;
+    }
+    nb_recipe_free(r);
+    nb_free(r);
+    nb_clear_error();
+    return shown;
+}
+
 static nb_status info_checkpoint(const char *path, int json) {
     nb_ckpt *c;
     NB_TRY(nb_ckpt_open(path, &c));
@@ -196,16 +251,31 @@ static nb_status info_checkpoint(const char *path, int json) {
         nb_free(s);
     }
     if (st != NB_OK) goto done;
-    /* quantization: the quantizer sets and any attribute whose name starts with "quant" */
+    /* quantization: the stored recipe's policy, the quantizer sets and any "quant*" attribute */
     if (json) fprintf(f, "}, \"quantization\": ");
+    char *recipe = NULL;
+    if (nb_ckpt_read_attr(c, "recipe", &recipe) != NB_OK) recipe = NULL;
     int nq = 0;
     for (int i = 0; i < nattrs; i++) nq += !strncmp(attrs[i], "quant", 5);
-    if (!has_quant && !nq) {
+    nb_recipe *probe = nb_calloc(1, sizeof *probe);
+    int policy = 0;
+    if (probe && recipe && nb_recipe_parse("checkpoint recipe", recipe, 0, NULL, probe) == NB_OK)
+        policy = probe->quant.enabled;
+    if (probe) {
+        nb_recipe_free(probe);
+        nb_free(probe);
+    }
+    nb_clear_error();
+    if (!has_quant && !nq && !policy) {
         fprintf(f, json ? "null" : "quantization: none (fp32 model)\n");
     } else {
         if (json) fputc('{', f);
         else fprintf(f, "quantization:%s\n", has_quant ? " learned quantizer state stored (see sets)" : "");
         int k = 0;
+        if (policy) {
+            print_recipe_quant(f, recipe, json);
+            k++;
+        }
         for (int i = 0; i < nattrs && st == NB_OK; i++) {
             if (strncmp(attrs[i], "quant", 5)) continue;
             char *v = NULL;
@@ -222,6 +292,7 @@ static nb_status info_checkpoint(const char *path, int json) {
         }
         if (json) fputc('}', f);
     }
+    nb_free(recipe);
     /* other free-form attributes (the recipe is only summarised) */
     if (json) fprintf(f, ", \"attributes\": {");
     int k = 0;
@@ -263,7 +334,13 @@ static int probe_llama2c(const char *path) { return !nb_file_is_hdf5(path); }
 
 static nb_status info_llama2c(const char *path, int json) {
     nb_model_config cfg;
-    NB_TRY(nb_llama2c_read_config(path, &cfg));
+    nb_status st = nb_llama2c_read_config(path, &cfg);
+    if (st == NB_EFORMAT) {
+        char why[600];
+        snprintf(why, sizeof why, "%s", nb_errmsg());
+        return nb_fail(st, "%s: not a nibble checkpoint, nor a llama2.c model (read as one: %s)", path, why);
+    }
+    NB_TRY(st);
     int n;
     nb_param_spec *s;
     NB_TRY(nb_model_specs(&cfg, &n, &s));
@@ -331,9 +408,7 @@ int nb_cmd_info(int argc, char **argv) {
         usage(stderr);
         return 1;
     }
-    FILE *f = fopen(path, "rb");
-    if (!f) return nb_cli_fail("info", nb_fail(NB_EIO, "open %s: %s", path, strerror(errno)));
-    fclose(f);
+    if (nb_cli_input_missing("info", NULL, path)) return 1;
     for (size_t i = 0; i < sizeof formats / sizeof formats[0]; i++) {
         if (!formats[i].probe(path)) continue;
         nb_status s = formats[i].show(path, json);

@@ -1,4 +1,5 @@
 /* cli_main.c: subcommand table, exit codes and argument helpers. */
+#include <errno.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -39,6 +40,17 @@ int nb_cli_exit_code(nb_status s) {
 int nb_cli_fail(const char *cmd, nb_status s) {
     fprintf(stderr, "nibble %s: error: %s\n", cmd, nb_errmsg()[0] ? nb_errmsg() : nb_status_name(s));
     return nb_cli_exit_code(s);
+}
+
+int nb_cli_input_missing(const char *cmd, const char *what, const char *path) {
+    FILE *f = fopen(path, "rb");
+    if (f) {
+        fclose(f);
+        return 0;
+    }
+    fprintf(stderr, "nibble %s: error: cannot read %s%s%s: %s\n", cmd, what ? what : "", what ? " " : "", path,
+            strerror(errno));
+    return 1;
 }
 
 int nb_cli_is_help(const char *a) { return !strcmp(a, "--help") || !strcmp(a, "-h"); }

@@ -36,6 +36,9 @@ int nb_cmd_plot(int argc, char **argv) {
         usage(stderr);
         return 1;
     }
+    char metrics[2048];
+    snprintf(metrics, sizeof metrics, "%s/metrics.jsonl", dir);
+    if (nb_cli_input_missing("plot", NULL, metrics)) return 1;
     int n = 0;
     nb_status s = nb_plot_run(dir, out, &n);
     if (s != NB_OK) return nb_cli_fail("plot", s);

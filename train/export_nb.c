@@ -4,6 +4,7 @@
 #include <hdf5.h>
 #include <string.h>
 
+#include "../data/tokenizer.h"
 #include "../ops/kernels/qdot.h"
 #include "runtime_io.h"
 
@@ -53,6 +54,8 @@ static int write_ds(hid_t g, const char *name, hid_t ftype, hid_t mtype, int nd,
     H5Sclose(sp);
     return ok;
 }
+
+static char *read_attr_str(hid_t o, const char *name, nb_qmodel *m);
 
 typedef struct wctx {
     hid_t tg;
@@ -129,8 +132,28 @@ nb_status nb_export_nb_write(const nb_qmodel *m, const char *path) {
         nb_free(offs);
         nb_free(bytes);
     }
+    if (!st && (m->tok || m->vocab.n)) {
+        nb_tokenizer *tok;
+        st = nb_qmodel_tokenizer((nb_qmodel *)m, &tok);
+        hid_t tg2 = st ? -1 : H5Gcreate2(f, "tokenizer", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+        if (!st) st = tg2 >= 0 ? nb_tokenizer_save_h5(tok, tg2) : nb_fail(NB_EIO, "%s: cannot create /tokenizer", path);
+        if (tg2 >= 0) H5Gclose(tg2);
+    }
     if (H5Fclose(f) < 0 && !st) st = nb_fail(NB_EIO, "%s: closing failed", path);
     return st;
+}
+
+int nb_export_nb_is_export(const char *path) {
+    H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+    hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
+    if (f < 0) return 0;
+    nb_qmodel tmp = {0};
+    char *fmt = read_attr_str(f, "format", &tmp);
+    int yes = fmt && !strcmp(fmt, "nibble-export");
+    for (int i = 0; i < tmp.n_allocs; i++) nb_free(tmp.allocs[i]);
+    nb_free(tmp.allocs);
+    H5Fclose(f);
+    return yes;
 }
 
 /* ---- reader ---- */
@@ -350,6 +373,22 @@ nb_status nb_export_nb_read(const char *path, nb_qmodel **out) {
         nb_free(bytes);
         H5Gclose(vg);
         if (st) goto done;
+    }
+    if (H5Lexists(f, "tokenizer", H5P_DEFAULT) > 0) {
+        hid_t tg2 = H5Gopen2(f, "tokenizer", H5P_DEFAULT);
+        nb_tokenizer *tok = NULL;
+        st = nb_tokenizer_load_h5(tg2, &tok);
+        H5Gclose(tg2);
+        if (st) {
+            st = nb_fail_prefix(st, "%s: /tokenizer", path);
+            goto done;
+        }
+        if (nb_tokenizer_vocab(tok) != c.vocab) {
+            st = nb_fail(NB_EFORMAT, "%s: /tokenizer has %d entries, vocab_size is %d", path, nb_tokenizer_vocab(tok), c.vocab);
+            nb_tokenizer_free(tok);
+            goto done;
+        }
+        m->tok = tok;
     }
     m->source = nb_qmodel_alloc(m, strlen(path) + 1);
     if (m->source) strcpy(m->source, path);

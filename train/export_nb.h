@@ -16,8 +16,8 @@
                      ngroups): w = scale * (code - zero)
      /vocab          pieces as bytes: "bytes" uint8 (concatenated), "offsets" int64 (n + 1),
                      "scores" f32 (n), "types" int32 (n); attributes bos, eos, unk.
-                     TODO(tokenizer): also write /tokenizer with nb_tokenizer_save_h5 once the data
-                     helper's tokenizer lands on main. */
+     /tokenizer      the model's tokenizer as data/tokenizer.h stores it (nb_tokenizer_save_h5),
+                     when the model has one or a vocabulary. */
 #ifndef NB_EXPORT_NB_H
 #define NB_EXPORT_NB_H
 
@@ -26,5 +26,7 @@
 nb_status nb_export_nb_write(const nb_qmodel *m, const char *path);
 /* Read back; every dataset's shape and type is checked against the config before reading. */
 nb_status nb_export_nb_read(const char *path, nb_qmodel **out);
+/* 1 when path is an HDF5 file whose root attribute format is "nibble-export". */
+int nb_export_nb_is_export(const char *path);
 
 #endif

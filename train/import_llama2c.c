@@ -14,14 +14,11 @@ static int64_t expected_size(const nb_model_config *c) {
     return 7 * 4 + 4 * (nb_model_config_numel(c) + freq);
 }
 
-/* Header -> config, checked; f positioned after the header. */
-static nb_status read_header(FILE *f, const char *path, nb_model_config *c) {
-    struct stat st;
-    if (fstat(fileno(f), &st) != 0) return nb_fail(NB_EIO, "%s: stat: %s", path, strerror(errno));
+/* Header -> config, checked against the real size of the input; f positioned after the header. */
+static nb_status read_header(FILE *f, int64_t size, const char *path, nb_model_config *c) {
     int32_t h[7];
-    if ((int64_t)st.st_size < (int64_t)sizeof h || fread(h, sizeof h, 1, f) != 1)
-        return nb_fail(NB_EFORMAT, "%s: %lld bytes, too short for a llama2.c header (28 bytes)", path,
-                       (long long)st.st_size);
+    if (size < (int64_t)sizeof h || fread(h, sizeof h, 1, f) != 1)
+        return nb_fail(NB_EFORMAT, "%s: %lld bytes, too short for a llama2.c header (28 bytes)", path, (long long)size);
     nb_model_config_defaults(c);
     c->dim = h[0];
     c->hidden_dim = h[1];
@@ -38,19 +35,29 @@ static nb_status read_header(FILE *f, const char *path, nb_model_config *c) {
     snprintf(what, sizeof what, "%s: llama2.c header", path);
     NB_TRY(nb_model_config_check(c, what));
     int64_t want = expected_size(c);
-    if ((int64_t)st.st_size != want)
+    if (size != want)
         return nb_fail(NB_EFORMAT,
                        "%s: %lld bytes, but the llama2.c header (dim %d, hidden_dim %d, n_layers %d, n_heads %d, "
                        "n_kv_heads %d, vocab_size %d, seq_len %d) needs exactly %lld (%s)",
-                       path, (long long)st.st_size, h[0], h[1], h[2], h[3], h[4], h[5], h[6], (long long)want,
-                       (int64_t)st.st_size < want ? "file truncated?" : "trailing data or wrong header");
+                       path, (long long)size, h[0], h[1], h[2], h[3], h[4], h[5], h[6], (long long)want,
+                       size < want ? "file truncated?" : "trailing data or wrong header");
+    return NB_OK;
+}
+
+static nb_status file_size(FILE *f, const char *path, int64_t *size) {
+    struct stat st;
+    if (fstat(fileno(f), &st) != 0) return nb_fail(NB_EIO, "%s: stat: %s", path, strerror(errno));
+    if (!S_ISREG(st.st_mode)) return nb_fail(NB_EIO, "%s: not a regular file", path);
+    *size = (int64_t)st.st_size;
     return NB_OK;
 }
 
 nb_status nb_llama2c_read_config(const char *path, nb_model_config *c) {
     FILE *f = fopen(path, "rb");
     if (!f) return nb_fail(NB_EIO, "open %s: %s", path, strerror(errno));
-    nb_status s = read_header(f, path, c);
+    int64_t size = 0;
+    nb_status s = file_size(f, path, &size);
+    if (s == NB_OK) s = read_header(f, size, path, c);
     fclose(f);
     return s;
 }
@@ -63,17 +70,12 @@ static nb_status rd(FILE *f, const char *path, const char *what, float *dst, int
     return NB_OK;
 }
 
-nb_status nb_llama2c_load(const char *path, nb_model *m) {
-    memset(m, 0, sizeof *m);
+/* Header, then every weight, from a stream of `size` bytes. */
+static nb_status load_stream(FILE *f, int64_t size, const char *path, nb_model *m) {
     nb_model_config c;
-    FILE *f = fopen(path, "rb");
-    if (!f) return nb_fail(NB_EIO, "open %s: %s", path, strerror(errno));
-    nb_status s = read_header(f, path, &c);
+    nb_status s = read_header(f, size, path, &c);
     if (s == NB_OK) s = nb_model_init(m, &c);
-    if (s != NB_OK) {
-        fclose(f);
-        return s;
-    }
+    if (s != NB_OK) return s;
     int L = c.n_layers;
 #define P(i) nb_f32(nb_model_param(m, (i)))
 #define N(i) nb_numel(nb_model_param(m, (i)))
@@ -100,7 +102,27 @@ nb_status nb_llama2c_load(const char *path, nb_model *m) {
 #undef STACKED
 #undef P
 #undef N
-    fclose(f);
     if (s != NB_OK) nb_model_free(m);
+    return s;
+}
+
+nb_status nb_llama2c_load(const char *path, nb_model *m) {
+    memset(m, 0, sizeof *m);
+    FILE *f = fopen(path, "rb");
+    if (!f) return nb_fail(NB_EIO, "open %s: %s", path, strerror(errno));
+    int64_t size = 0;
+    nb_status s = file_size(f, path, &size);
+    if (s == NB_OK) s = load_stream(f, size, path, m);
+    fclose(f);
+    return s;
+}
+
+nb_status nb_llama2c_load_mem(const void *data, size_t size, const char *name, nb_model *m) {
+    memset(m, 0, sizeof *m);
+    if (size == 0) return nb_fail(NB_EFORMAT, "%s: 0 bytes, too short for a llama2.c header (28 bytes)", name);
+    FILE *f = fmemopen((void *)data, size, "rb");
+    if (!f) return nb_fail(NB_ENOMEM, "%s: fmemopen: %s", name, strerror(errno));
+    nb_status s = load_stream(f, (int64_t)size, name, m);
+    fclose(f);
     return s;
 }

@@ -15,5 +15,7 @@ nb_status nb_llama2c_read_config(const char *path, nb_model_config *c);
 /* Checks as above, then builds *m (nb_model_init) and reads every weight into its paramset.
    On failure *m is left freed. */
 nb_status nb_llama2c_load(const char *path, nb_model *m);
+/* The same from memory (size bytes); name is used in messages. For fuzzing and embedding. */
+nb_status nb_llama2c_load_mem(const void *data, size_t size, const char *name, nb_model *m);
 
 #endif

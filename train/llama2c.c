@@ -73,23 +73,22 @@ nb_status nb_llama2c_write_v2(const nb_qmodel *m, const char *path, int group, i
     err |= fwrite(m->norm.data, 4, (size_t)c->dim, f) != (size_t)c->dim;
     nb_status st = NB_OK;
     int nfam = c->tied ? 8 : 9;
+    /* export.py quantizes each layer's matrix on its own: codes then scales, layer after layer */
     for (int fam = 0; fam < nfam && !st && !err; fam++) {
         int nl = fam == 0 || fam == 8 ? 1 : c->n_layers;
-        const nb_qtensor *t0 = fam == 0 ? &m->tok_emb : fam == 8 ? &m->classifier : family_tensor((nb_qmodel *)m, fam, 0);
-        int64_t numel = t0->rows * t0->cols;
-        int8_t *codes = nb_malloc((size_t)(numel * nl));
-        float *scales = nb_malloc((size_t)(numel * nl / gs) * sizeof(float));
-        if (!codes || !scales) st = NB_ENOMEM;
-        for (int l = 0; l < nl && !st; l++) {
-            const nb_qtensor *t = fam == 0 || fam == 8 ? t0 : family_tensor((nb_qmodel *)m, fam, l);
-            st = q80_tensor(t, gs, codes + l * numel, scales + l * numel / gs);
+        for (int l = 0; l < nl && !st && !err; l++) {
+            const nb_qtensor *t = fam == 0 ? &m->tok_emb : fam == 8 ? &m->classifier : family_tensor((nb_qmodel *)m, fam, l);
+            int64_t numel = t->rows * t->cols;
+            int8_t *codes = nb_malloc((size_t)numel);
+            float *scales = nb_malloc((size_t)(numel / gs) * sizeof(float));
+            st = codes && scales ? q80_tensor(t, gs, codes, scales) : NB_ENOMEM;
+            if (!st) {
+                err |= fwrite(codes, 1, (size_t)numel, f) != (size_t)numel;
+                err |= fwrite(scales, 4, (size_t)(numel / gs), f) != (size_t)(numel / gs);
+            }
+            nb_free(codes);
+            nb_free(scales);
         }
-        if (!st) {
-            err |= fwrite(codes, 1, (size_t)(numel * nl), f) != (size_t)(numel * nl);
-            err |= fwrite(scales, 4, (size_t)(numel * nl / gs), f) != (size_t)(numel * nl / gs);
-        }
-        nb_free(codes);
-        nb_free(scales);
     }
     err |= fclose(f) != 0;
     if (st) return st;
@@ -162,28 +161,28 @@ nb_status nb_llama2c_read_v2(const char *path, nb_qmodel **out) {
     mm->norm.data = fp + 2 * L * C;
     off += 4 * (size_t)(2 * L * C + C);
     for (int fam = 0; fam < nfam; fam++) {
-        int8_t *codes = (int8_t *)(buf + off);
-        off += (size_t)fam_numel[fam];
-        /* scales are 4-byte values at an arbitrary offset: copy them to aligned memory */
-        float *sc = nb_qmodel_alloc(mm, (size_t)(fam_numel[fam] / gs) * 4);
-        if (!sc) {
-            st = NB_ENOMEM;
-            goto fail;
-        }
-        memcpy(sc, buf + off, (size_t)(fam_numel[fam] / gs) * 4);
-        off += 4 * (size_t)(fam_numel[fam] / gs);
-        if (!nb_rt_all_finite(sc, fam_numel[fam] / gs)) {
-            st = nb_fail(NB_EFORMAT, "%s: scales of weight family %d contain NaN or Inf", path, fam);
-            goto fail;
-        }
         int nl = fam == 0 || fam == 8 ? 1 : (int)L;
         for (int l = 0; l < nl; l++) {
             nb_qtensor *t = fam == 0 ? &mm->tok_emb : fam == 8 ? &mm->classifier : family_tensor(mm, fam, l);
             int64_t numel = t->rows * t->cols;
+            int8_t *codes = (int8_t *)(buf + off);
+            off += (size_t)numel;
+            /* scales are 4-byte values at an arbitrary offset: copy them to aligned memory */
+            float *sc = nb_qmodel_alloc(mm, (size_t)(numel / gs) * 4);
+            if (!sc) {
+                st = NB_ENOMEM;
+                goto fail;
+            }
+            memcpy(sc, buf + off, (size_t)(numel / gs) * 4);
+            off += 4 * (size_t)(numel / gs);
+            if (!nb_rt_all_finite(sc, numel / gs)) {
+                st = nb_fail(NB_EFORMAT, "%s: scales of weight family %d (layer %d) contain NaN or Inf", path, fam, l);
+                goto fail;
+            }
             t->type = NB_QT_I8;
             t->group = gs;
-            t->data = codes + l * numel;
-            t->scales = sc + l * numel / gs;
+            t->data = codes;
+            t->scales = sc;
             t->zeros = NULL;
         }
     }

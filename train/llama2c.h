@@ -6,8 +6,8 @@
      fp32 norms: attention norms (L, C), ffn norms (L, C), final norm (C);
      then for each of tok_embeddings (V, C), wq (L, C, C), wk (L, kv, C), wv (L, kv, C), wo (L, C, C),
        w1 (L, H, C), w2 (L, C, H), w3 (L, H, C) and, when not shared, the classifier (V, C):
-       int8 codes (numel) followed by fp32 scales (numel / GS), groups of GS consecutive elements,
-       x = code * scale. */
+       layer by layer, that layer's int8 codes (numel) followed by its fp32 scales (numel / GS),
+       groups of GS consecutive elements, x = code * scale. */
 #ifndef NB_LLAMA2C_H
 #define NB_LLAMA2C_H
 

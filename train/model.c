@@ -6,6 +6,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../ops/kernels/vec.h"
 #include "../ops/ops.h"
 
 /* ---- config ---- */
@@ -216,11 +217,19 @@ int64_t nb_model_numel(const nb_model *m) {
 
 /* ---- forward on the tape ---- */
 
-/* x (..., Cin) -> (..., Cout) through weight `idx`, with both QAT hooks. */
-static nb_tensor *linear(nb_tape *t, nb_model *m, int idx, nb_tensor *x) {
+/* x (..., Cin) -> (..., Cout) through weight `idx`, with both QAT hooks. *xq_io (optional) shares
+   the activation hook between weights reading the same x: on entry the hooked x of weight
+   *prev_io (NULL: none yet), reused when the policy quantizes both inputs the same way; on exit
+   this weight's hooked x. */
+static nb_tensor *linear_shared(nb_tape *t, nb_model *m, int idx, nb_tensor *x, nb_tensor **xq_io, int *prev_io) {
     nb_tensor *w = nb_qat_weight(t, m->qat, idx, nb_model_param(m, idx));
-    nb_tensor *xq = nb_qat_act(t, m->qat, idx, x);
+    nb_tensor *xq = xq_io && *xq_io && nb_qat_act_shared(m->qat, *prev_io, idx) ? *xq_io : nb_qat_act(t, m->qat, idx, x);
+    if (xq_io) *xq_io = xq, *prev_io = idx;
     return nb_linear(t, xq, w);
+}
+
+static nb_tensor *linear(nb_tape *t, nb_model *m, int idx, nb_tensor *x) {
+    return linear_shared(t, m, idx, x, NULL, NULL);
 }
 
 static nb_status check_ids(const nb_model *m, const nb_tensor *ids, const char *what) {
@@ -255,16 +264,20 @@ nb_status nb_model_forward(nb_tape *t, nb_model *m, const nb_tensor *ids, const 
     int64_t kv_shape[4] = {B, T, c->n_kv_heads, H};
     int64_t x_shape[3] = {B, T, C};
 
-    /* x = tok_emb[ids]  (B, T, C) */
-    nb_tensor *x = nb_embedding(t, nb_model_param(m, m->tok_emb), (nb_tensor *)ids);
+    /* x = tok_emb[ids]  (B, T, C); the table goes through the weight hook too, so a policy that
+       quantizes it (quantize_embeddings, or the tied classifier) is seen by the lookup as well */
+    nb_tensor *emb = nb_qat_weight(t, m->qat, m->tok_emb, nb_model_param(m, m->tok_emb));
+    nb_tensor *x = nb_embedding(t, emb, (nb_tensor *)ids);
     if (c->dropout > 0.0f) x = nb_dropout(t, x, c->dropout);
     for (int l = 0; l < c->n_layers; l++) {
         const nb_layer_params *lp = &m->layers[l];
         /* attention block: x += wo(attn(rope(wq h), rope(wk h), wv h)), h = rmsnorm(x) */
         nb_tensor *h = nb_rmsnorm(t, x, nb_model_param(m, lp->attn_norm), c->norm_eps);
-        nb_tensor *q = nb_reshape(t, linear(t, m, lp->wq, h), 4, q_shape);
-        nb_tensor *k = nb_reshape(t, linear(t, m, lp->wk, h), 4, kv_shape);
-        nb_tensor *v = nb_reshape(t, linear(t, m, lp->wv, h), 4, kv_shape);
+        nb_tensor *hq = NULL; /* h through the activation hook, shared by wq, wk, wv when possible */
+        int hq_of = -1;
+        nb_tensor *q = nb_reshape(t, linear_shared(t, m, lp->wq, h, &hq, &hq_of), 4, q_shape);
+        nb_tensor *k = nb_reshape(t, linear_shared(t, m, lp->wk, h, &hq, &hq_of), 4, kv_shape);
+        nb_tensor *v = nb_reshape(t, linear_shared(t, m, lp->wv, h, &hq, &hq_of), 4, kv_shape);
         q = nb_rope(t, q, c->rope_theta, 0);
         k = nb_rope(t, k, c->rope_theta, 0);
         nb_tensor *a = nb_reshape(t, nb_attention(t, q, k, v), 3, x_shape); /* (B, T, nh, H) -> (B, T, C) */
@@ -273,8 +286,9 @@ nb_status nb_model_forward(nb_tape *t, nb_model *m, const nb_tensor *ids, const 
         x = nb_add(t, x, o);
         /* FFN block: x += w2(silu(w1 h) * w3 h), h = rmsnorm(x) */
         h = nb_rmsnorm(t, x, nb_model_param(m, lp->ffn_norm), c->norm_eps);
-        nb_tensor *g = linear(t, m, lp->w1, h);
-        nb_tensor *u = linear(t, m, lp->w3, h);
+        hq = NULL;
+        nb_tensor *g = linear_shared(t, m, lp->w1, h, &hq, &hq_of);
+        nb_tensor *u = linear_shared(t, m, lp->w3, h, &hq, &hq_of);
         nb_tensor *f = linear(t, m, lp->w2, nb_swiglu(t, g, u));
         if (c->dropout > 0.0f) f = nb_dropout(t, f, c->dropout);
         x = nb_add(t, x, f);
@@ -325,8 +339,9 @@ nb_status nb_decoder_init(nb_decoder *d, nb_model *m, int max_T) {
     size_t cache = (size_t)c->n_layers * (size_t)max_T * (size_t)KV;
     d->key_cache = nb_calloc(cache, sizeof(float));
     d->value_cache = nb_calloc(cache, sizeof(float));
-    /* one scratch block: x, xb, xb2, q (C each), hb, hb2 (F each), att (nh * max_T), logits (V) */
-    size_t scratch = 4 * (size_t)C + 2 * (size_t)F + (size_t)c->n_heads * max_T + (size_t)V;
+    /* one scratch block: x, xb, xb2, q (C each), hb, hb2, hs (F each), att, prob (nh * max_T each),
+       logits (V) */
+    size_t scratch = 4 * (size_t)C + 3 * (size_t)F + 2 * (size_t)c->n_heads * max_T + (size_t)V;
     d->x = nb_calloc(scratch, sizeof(float));
     d->w = nb_calloc((size_t)m->params.n, sizeof *d->w);
     if (!d->key_cache || !d->value_cache || !d->x || !d->w) {
@@ -338,11 +353,14 @@ nb_status nb_decoder_init(nb_decoder *d, nb_model *m, int max_T) {
     d->q = d->xb2 + C;
     d->hb = d->q + C;
     d->hb2 = d->hb + F;
-    d->att = d->hb2 + F;
-    d->logits = d->att + (size_t)c->n_heads * max_T;
+    d->hs = d->hb2 + F;
+    d->att = d->hs + F;
+    d->prob = d->att + (size_t)c->n_heads * max_T;
+    d->logits = d->prob + (size_t)c->n_heads * max_T;
     for (int i = 0; i < m->params.n; i++) d->w[i] = nb_f32(&m->params.p[i].t);
     if (!m->qat) return NB_OK;
-    /* fake-quantize each linear weight once (the tied classifier's is tok_emb's slot) */
+    /* fake-quantize each linear weight and the embedding table once (the tied classifier's is
+       tok_emb's slot; the lookup reads it too) */
     d->wq_block = nb_malloc((size_t)m->params.numel * sizeof(float));
     if (!d->wq_block) {
         nb_decoder_free(d);
@@ -350,7 +368,7 @@ nb_status nb_decoder_init(nb_decoder *d, nb_model *m, int max_T) {
     }
     for (int i = 0; i < m->params.n; i++) {
         nb_param *p = &m->params.p[i];
-        if (!is_linear(p) && i != m->classifier) continue;
+        if (!is_linear(p) && i != m->classifier && i != m->tok_emb) continue;
         nb_arena_reset(&d->arena);
         nb_tensor *wq = nb_qat_weight(&d->tape, m->qat, i, &p->t);
         nb_status s = nb_tape_status(&d->tape);
@@ -370,15 +388,11 @@ nb_status nb_decoder_init(nb_decoder *d, nb_model *m, int max_T) {
     return NB_OK;
 }
 
-/* y (R) = W (R, K) x (K) */
+/* y (R) = W (R, K) x (K): one dot product per row with the active SIMD level's kernel */
 static void matvec(float *y, const float *W, const float *x, int64_t R, int64_t K) {
-#pragma omp parallel for if (R * K > 65536)
-    for (int64_t r = 0; r < R; r++) {
-        const float *w = W + r * K;
-        float s = 0.0f;
-        for (int64_t k = 0; k < K; k++) s += w[k] * x[k];
-        y[r] = s;
-    }
+    const nb_vec_kernels *vk = nb_vec();
+#pragma omp parallel for if (R * K > (1 << 18))
+    for (int64_t r = 0; r < R; r++) y[r] = vk->dot(W + r * K, x, K);
 }
 
 /* y = W_idx x, with the activation hook applied to x when the model has a policy. */
@@ -397,8 +411,12 @@ static nb_status dec_linear(nb_decoder *d, int idx, float *y, const float *x, in
     return NB_OK;
 }
 
-/* o = x / sqrt(mean(x^2) + eps) * w, as run.c */
+/* o = x / sqrt(mean(x^2) + eps) * w, as run.c (the op's row kernel; o may be x) */
 static void rmsnorm(float *o, const float *x, const float *w, int64_t n, float eps) {
+    if (o != x) {
+        nb_vec()->rmsnorm_fwd(o, x, w, eps, n);
+        return;
+    }
     float ss = 0.0f;
     for (int64_t j = 0; j < n; j++) ss += x[j] * x[j];
     ss = 1.0f / sqrtf(ss / (float)n + eps);
@@ -429,7 +447,7 @@ nb_status nb_model_decode(nb_decoder *d, int token, int pos, const float **logit
     int64_t H = C / c->n_heads, KV = H * c->n_kv_heads;
     int kv_mul = c->n_heads / c->n_kv_heads;
     float *x = d->x;
-    memcpy(x, nb_f32(nb_model_param(m, m->tok_emb)) + (int64_t)token * C, (size_t)C * sizeof(float));
+    memcpy(x, d->w[m->tok_emb] + (int64_t)token * C, (size_t)C * sizeof(float));
 
     for (int l = 0; l < c->n_layers; l++) {
         const nb_layer_params *lp = &m->layers[l];
@@ -443,30 +461,20 @@ nb_status nb_model_decode(nb_decoder *d, int token, int pos, const float **logit
         rope(k, KV, H, pos, c->rope_theta);
         /* causal attention over positions 0..pos, query head h reads kv head h / kv_mul */
         float scale = 1.0f / sqrtf((float)H);
-#pragma omp parallel for if (c->n_heads * (pos + 1) * H > 65536)
+        const nb_vec_kernels *vk = nb_vec();
+#pragma omp parallel for if (c->n_heads * (pos + 1) * H > (1 << 16))
         for (int h = 0; h < c->n_heads; h++) {
             const float *qh = d->q + h * H;
-            float *att = d->att + (size_t)h * d->max_T;
+            float *att = d->att + (size_t)h * d->max_T, *prob = d->prob + (size_t)h * d->max_T;
             const float *kc = d->key_cache + (size_t)l * d->max_T * KV + (h / kv_mul) * H;
             const float *vc = d->value_cache + (size_t)l * d->max_T * KV + (h / kv_mul) * H;
-            float mx = -INFINITY;
-            for (int s = 0; s <= pos; s++) {
-                float dot = 0.0f;
-                for (int64_t i = 0; i < H; i++) dot += qh[i] * kc[(size_t)s * KV + i];
-                att[s] = dot * scale;
-                if (att[s] > mx) mx = att[s];
-            }
-            float sum = 0.0f;
-            for (int s = 0; s <= pos; s++) {
-                att[s] = expf(att[s] - mx);
-                sum += att[s];
-            }
+            for (int s = 0; s <= pos; s++) att[s] = vk->dot(qh, kc + (size_t)s * KV, H) * scale;
+            /* softmax over positions 0..pos, then o = sum_s att[s] v[s] */
+            float mx = vk->max(att, pos + 1);
+            float inv = 1.0f / vk->expsum(prob, att, mx, pos + 1);
             float *o = d->xb + h * H;
             for (int64_t i = 0; i < H; i++) o[i] = 0.0f;
-            for (int s = 0; s <= pos; s++) {
-                float a = att[s] / sum;
-                for (int64_t i = 0; i < H; i++) o[i] += a * vc[(size_t)s * KV + i];
-            }
+            for (int s = 0; s <= pos; s++) vk->axpy(o, prob[s] * inv, vc + (size_t)s * KV, H);
         }
         NB_TRY(dec_linear(d, lp->wo, d->xb2, d->xb, C, C));
         for (int64_t i = 0; i < C; i++) x[i] += d->xb2[i];
@@ -474,11 +482,8 @@ nb_status nb_model_decode(nb_decoder *d, int token, int pos, const float **logit
         rmsnorm(d->xb, x, nb_f32(nb_model_param(m, lp->ffn_norm)), C, c->norm_eps);
         NB_TRY(dec_linear(d, lp->w1, d->hb, d->xb, F, C));
         NB_TRY(dec_linear(d, lp->w3, d->hb2, d->xb, F, C));
-        for (int64_t i = 0; i < F; i++) {
-            float g = d->hb[i];
-            d->hb[i] = g / (1.0f + expf(-g)) * d->hb2[i];
-        }
-        NB_TRY(dec_linear(d, lp->w2, d->xb, d->hb, C, F));
+        nb_vec()->swiglu_fwd(d->hs, d->hb, d->hb2, F); /* silu(w1 h) * w3 h */
+        NB_TRY(dec_linear(d, lp->w2, d->xb, d->hs, C, F));
         for (int64_t i = 0; i < C; i++) x[i] += d->xb[i];
     }
     rmsnorm(x, x, nb_f32(nb_model_param(m, m->norm)), C, c->norm_eps);

@@ -123,17 +123,25 @@ typedef struct nb_recipe {
     nb_recipe_distill distill;
 } nb_recipe;
 
-/* Defaults for every key. */
+/* Defaults for every key (no rules; text NULL). Ignores what r held before. */
 void nb_recipe_defaults(nb_recipe *r);
 /* Parse a YAML file (path) onto the defaults, then apply overrides "a.b=value" in order, then
    validate. Errors name "file:line:column: key: expected ..., got ..." and, for an unknown key,
-   the closest valid key. Relative paths in the recipe are resolved against the current directory. */
+   the closest valid key (NB_EINVAL; NB_EIO when the file cannot be read). r is initialised first
+   (its old text is not freed); on failure r->text is NULL and nb_recipe_free(r) is still fine.
+   Relative paths in the recipe are resolved against the current directory. Recipes are at most
+   1 MiB and nest [ and { at most 64 deep. */
 nb_status nb_recipe_load(const char *path, int n_overrides, char **overrides, nb_recipe *r);
-/* The same from a YAML string (name is used in messages). */
+/* The same from a YAML string (name is used in messages and stored in r->path). */
 nb_status nb_recipe_parse(const char *name, const char *yaml, int n_overrides, char **overrides, nb_recipe *r);
-/* Apply one "key=value" override to an already loaded recipe (value parsed as YAML scalar). */
+/* Apply one "key=value" override to an already loaded recipe and refresh r->text; on failure r is
+   unchanged. Forms: model.dim=64, optim.lr=3e-4, name="a b" (quotes stripped), data.val= (empty);
+   rules by index: quant.weights.0.bits=4 or quant.weights[0].bits=4 (index == count appends a
+   rule of defaults); a whole list as YAML: quant.weights=[{match: "*", bits: 4}], quant.activations=[].
+   Checks the value's type and range, not the cross-key rules (call nb_recipe_validate). */
 nb_status nb_recipe_set(nb_recipe *r, const char *assignment);
-/* Checks ranges and cross-key rules (n_heads divides dim, ...). */
+/* Checks cross-key rules (n_heads divides dim, group sizes, estimators per list, ...) and that the
+   files the recipe names exist. Messages start with r->path (no line: use nb_recipe_load for that). */
 nb_status nb_recipe_validate(const nb_recipe *r);
 /* The resolved recipe as YAML (every key, including defaults). Caller frees with nb_free. */
 char *nb_recipe_to_yaml(const nb_recipe *r);

@@ -9,6 +9,7 @@
 
 #include "../core/fp16.h"
 #include "../core/rng.h"
+#include "../data/tokenizer.h"
 #include "../ops/kernels/qdot.h"
 
 const char *nb_qtype_name(nb_qtype t) {
@@ -40,8 +41,8 @@ size_t nb_qtensor_row_bytes(nb_qtype type, int64_t cols) {
     switch (type) {
     case NB_QT_F32: return (size_t)cols * 4;
     case NB_QT_F16: return (size_t)cols * 2;
-    case NB_QT_Q8_0: return (size_t)(cols / NB_QK) * sizeof(nb_blk_q8_0);
-    case NB_QT_Q4_0: return (size_t)(cols / NB_QK) * sizeof(nb_blk_q4_0);
+    case NB_QT_Q8_0: return (size_t)(cols / NB_QK) * sizeof(nb_block_q8_0);
+    case NB_QT_Q4_0: return (size_t)(cols / NB_QK) * sizeof(nb_block_q4_0);
     case NB_QT_I8: return (size_t)cols;
     case NB_QT_I4: return (size_t)(cols + 1) / 2;
     }
@@ -57,12 +58,12 @@ void nb_qtensor_dequant_row(const nb_qtensor *t, int64_t r, float *out) {
         for (int64_t i = 0; i < n; i++) out[i] = nb_fp16_to_fp32(((const uint16_t *)row)[i]);
         break;
     case NB_QT_Q8_0: {
-        const nb_blk_q8_0 *b = (const nb_blk_q8_0 *)row;
+        const nb_block_q8_0 *b = (const nb_block_q8_0 *)row;
         for (int64_t i = 0; i < n; i++) out[i] = nb_fp16_to_fp32(b[i / NB_QK].d) * b[i / NB_QK].qs[i % NB_QK];
         break;
     }
     case NB_QT_Q4_0: {
-        const nb_blk_q4_0 *b = (const nb_blk_q4_0 *)row;
+        const nb_block_q4_0 *b = (const nb_block_q4_0 *)row;
         for (int64_t i = 0; i < n; i++) {
             int j = (int)(i % NB_QK);
             uint8_t byte = b[i / NB_QK].qs[j % 16];
@@ -100,6 +101,7 @@ void *nb_qmodel_alloc(nb_qmodel *m, size_t bytes) {
 
 void nb_qmodel_free(nb_qmodel *m) {
     if (!m) return;
+    nb_tokenizer_free(m->tok);
     for (int i = 0; i < m->n_allocs; i++) nb_free(m->allocs[i]);
     nb_free(m->allocs);
     nb_free(m);
@@ -229,15 +231,15 @@ nb_status nb_qmatmul(const nb_qtensor *W, const float *X, int64_t T, float *Y, n
     case NB_QT_Q8_0:
     case NB_QT_Q4_0: {
         const int64_t nb = K / NB_QK;
-        nb_blk_q8_0 *xq = scratch(s, (size_t)(T * nb) * sizeof(nb_blk_q8_0));
+        nb_block_q8_0 *xq = scratch(s, (size_t)(T * nb) * sizeof(nb_block_q8_0));
         if (!xq) return NB_ENOMEM;
         for (int64_t t = 0; t < T; t++) nb_quantize_act_q8_0(X + t * K, xq + t * nb, K);
 #pragma omp parallel for schedule(static) if (par)
         for (int64_t r = 0; r < R; r++)
             for (int64_t t = 0; t < T; t++)
                 Y[t * R + r] = W->type == NB_QT_Q8_0
-                                   ? nb_dot_q8_0_q8_0(K, (const nb_blk_q8_0 *)(wd + r * rb), xq + t * nb)
-                                   : nb_dot_q4_0_q8_0(K, (const nb_blk_q4_0 *)(wd + r * rb), xq + t * nb);
+                                   ? nb_dot_q8_0_q8_0(K, (const nb_block_q8_0 *)(wd + r * rb), xq + t * nb)
+                                   : nb_dot_q4_0_q8_0(K, (const nb_block_q4_0 *)(wd + r * rb), xq + t * nb);
         return NB_OK;
     }
     case NB_QT_I8:
@@ -250,6 +252,8 @@ nb_status nb_qmatmul(const nb_qtensor *W, const float *X, int64_t T, float *Y, n
         for (int64_t t = 0; t < T; t++)
             nb_quantize_act_i8(X + t * K, (int8_t *)(buf + t * xrow), (float *)(buf + t * xrow + ((K + 63) & ~63)), K,
                                W->group);
+        const nb_dot_i8_fn f8 = nb_dot_i8_i8_pick(K, W->group, W->zeros != NULL);
+        const nb_dot_i4_fn f4 = nb_dot_i4_i8_pick(K, W->group, W->zeros != NULL);
 #pragma omp parallel for schedule(static) if (par)
         for (int64_t r = 0; r < R; r++)
             for (int64_t t = 0; t < T; t++) {
@@ -257,8 +261,8 @@ nb_status nb_qmatmul(const nb_qtensor *W, const float *X, int64_t T, float *Y, n
                 const float *xs = (const float *)(buf + t * xrow + ((K + 63) & ~63));
                 const int8_t *z = W->zeros ? W->zeros + r * ng : NULL;
                 Y[t * R + r] = W->type == NB_QT_I8
-                                   ? nb_dot_i8_i8(K, W->group, (const int8_t *)(wd + r * rb), W->scales + r * ng, z, xq, xs)
-                                   : nb_dot_i4_i8(K, W->group, wd + r * rb, W->scales + r * ng, z, xq, xs);
+                                   ? f8(K, W->group, (const int8_t *)(wd + r * rb), W->scales + r * ng, z, xq, xs)
+                                   : f4(K, W->group, wd + r * rb, W->scales + r * ng, z, xq, xs);
             }
         return NB_OK;
     }
@@ -543,8 +547,8 @@ static void info_tensor(sbuf *b, int json, int *first, const char *name, const n
                   *first ? "" : ", ", name, nb_qtype_name(t->type), (long long)t->rows, (long long)t->cols,
                   (long long)t->group, tensor_bytes(t));
     else
-        sb_printf(b, "  %-28s %-5s (%lld, %lld)%s%s %zu bytes\n", name, nb_qtype_name(t->type), (long long)t->rows,
-                  (long long)t->cols, t->group ? " group " : "", t->group ? "" : "", tensor_bytes(t));
+        sb_printf(b, "  %-28s %-5s (%lld, %lld) group %-5lld %zu bytes\n", name, nb_qtype_name(t->type), (long long)t->rows,
+                  (long long)t->cols, (long long)t->group, tensor_bytes(t));
     *first = 0;
 }
 
@@ -554,15 +558,17 @@ nb_status nb_runtime_info(const nb_qmodel *m, int json, char **text) {
     size_t total = 0;
     int first = 1;
     if (json)
-        sb_printf(&b, "{\"source\": \"%s\", \"dim\": %d, \"hidden_dim\": %d, \"n_layers\": %d, \"n_heads\": %d, "
+        sb_printf(&b, "{\"source\": \"%s\", \"format\": \"%s\", \"dim\": %d, \"hidden_dim\": %d, \"n_layers\": %d, \"n_heads\": %d, "
                   "\"n_kv_heads\": %d, \"vocab_size\": %d, \"seq_len\": %d, \"tied\": %s, \"norm_eps\": %g, "
                   "\"rope_theta\": %g, \"tensors\": [",
-                  m->source ? m->source : "", c->dim, c->hidden_dim, c->n_layers, c->n_heads, c->n_kv_heads, c->vocab,
-                  c->seq_len, c->tied ? "true" : "false", c->norm_eps, c->rope_theta);
+                  m->source ? m->source : "", nb_model_format_name(m->source ? nb_runtime_detect(m->source) : NB_FMT_UNKNOWN),
+                  c->dim, c->hidden_dim, c->n_layers, c->n_heads, c->n_kv_heads, c->vocab, c->seq_len,
+                  c->tied ? "true" : "false", c->norm_eps, c->rope_theta);
     else
-        sb_printf(&b, "model %s\n  dim %d, hidden %d, layers %d, heads %d (kv %d), vocab %d, seq_len %d, %s classifier\n",
-                  m->source ? m->source : "", c->dim, c->hidden_dim, c->n_layers, c->n_heads, c->n_kv_heads, c->vocab,
-                  c->seq_len, c->tied ? "tied" : "untied");
+        sb_printf(&b, "model %s (%s)\n  dim %d, hidden %d, layers %d, heads %d (kv %d), vocab %d, seq_len %d, %s classifier\n",
+                  m->source ? m->source : "", nb_model_format_name(m->source ? nb_runtime_detect(m->source) : NB_FMT_UNKNOWN),
+                  c->dim, c->hidden_dim, c->n_layers, c->n_heads, c->n_kv_heads, c->vocab, c->seq_len,
+                  c->tied ? "tied" : "untied");
     char nm[96];
     info_tensor(&b, json, &first, "tok_emb", &m->tok_emb);
     total += tensor_bytes(&m->tok_emb);

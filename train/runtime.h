@@ -79,6 +79,7 @@ typedef struct nb_qmodel {
     nb_qtensor norm;       /* (1, C) F32 */
     nb_qtensor classifier; /* (V, C); a copy of tok_emb's header when tied (same data) */
     nb_qvocab vocab;       /* n == 0 when the file has none */
+    struct nb_tokenizer *tok; /* owned; NULL until set or built from vocab (nb_qmodel_tokenizer) */
     char *policy;          /* export policy text, or NULL */
     char *source;          /* path it was loaded from */
     void **allocs;         /* every block the model owns */
@@ -86,6 +87,26 @@ typedef struct nb_qmodel {
 } nb_qmodel;
 
 void nb_qmodel_free(nb_qmodel *m); /* NULL is fine */
+
+/* The model's tokenizer (data/tokenizer.h): the one set with nb_qmodel_set_tokenizer or read from a
+   nibble export, else a llama2.c tokenizer built from the file's vocabulary (GGUF, llama2.c
+   tokenizer.bin). NB_EINVAL when the model carries no vocabulary. The model keeps ownership. */
+nb_status nb_qmodel_tokenizer(nb_qmodel *m, struct nb_tokenizer **out);
+/* Give the model a tokenizer (ownership moves to m) and fill m->vocab from it (piece types as
+   llama.cpp wants them: 2 unknown, 3 control, 6 byte, 1 normal). Its size must equal cfg.vocab. */
+nb_status nb_qmodel_set_tokenizer(nb_qmodel *m, struct nb_tokenizer *t);
+
+/* Which model file format is at path (by magic, and for HDF5 by the "format" attribute, so a
+   nibble checkpoint is not mistaken for an export). */
+typedef enum nb_model_format {
+    NB_FMT_UNKNOWN = 0,
+    NB_FMT_GGUF = 1,
+    NB_FMT_LLAMA2C_Q80 = 2,   /* llama2.c version-2 int8 export */
+    NB_FMT_NIBBLE_EXPORT = 3, /* nibble HDF5 export */
+    NB_FMT_LLAMA2C_FP32 = 4,  /* llama2.c legacy checkpoint (size matches its header) */
+} nb_model_format;
+nb_model_format nb_runtime_detect(const char *path);
+const char *nb_model_format_name(nb_model_format f);
 
 /* Allocation owned by the model (freed by nb_qmodel_free). NULL + nb_errmsg on failure. */
 void *nb_qmodel_alloc(nb_qmodel *m, size_t bytes);
@@ -99,6 +120,12 @@ nb_status nb_qconfig_check(const nb_qconfig *c, const char *what);
 nb_status nb_qmodel_from_llama2c(const char *path, const char *tok_path, nb_qmodel **out);
 /* Load a llama2.c tokenizer.bin into v (vocab entries expected). */
 nb_status nb_qvocab_load_llama2c(const char *path, int n, nb_qvocab *v, nb_qmodel *owner);
+
+/* An fp32 nb_qmodel from a training model (train/model.h): parameters are copied (the result does
+   not borrow m), the tokenizer tok (may be NULL) is copied in too. Quantize it afterwards with
+   nb_qmodel_quantize, or replace tensors with exactly-on-grid codes from the QAT policy. */
+struct nb_model;
+nb_status nb_qmodel_from_model(const struct nb_model *m, const struct nb_tokenizer *tok, nb_qmodel **out);
 
 /* Open any exported model: GGUF, llama2.c version-2 int8, nibble HDF5 export, or a llama2.c legacy
    fp32 checkpoint (then tok_path, if not NULL, names its tokenizer.bin). */

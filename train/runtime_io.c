@@ -8,6 +8,9 @@
 #include <string.h>
 
 #include "../core/fp16.h"
+#include <hdf5.h>
+
+#include "../data/tokenizer.h"
 #include "../ops/kernels/qdot.h"
 #include "export_nb.h"
 #include "gguf.h"
@@ -45,39 +48,7 @@ int nb_rt_all_finite(const float *x, int64_t n) {
     return 1;
 }
 
-/* ---- reference weight quantizers ---- */
-
-void nb_rt_quantize_q8_0(const float *x, void *blocks, int64_t n) {
-    nb_blk_q8_0 *y = blocks;
-    for (int64_t b = 0; b < n / NB_QK; b++) {
-        float amax = 0.0f;
-        for (int j = 0; j < NB_QK; j++) amax = fmaxf(amax, fabsf(x[b * NB_QK + j]));
-        float d = amax / 127.0f, id = d ? 1.0f / d : 0.0f;
-        y[b].d = nb_fp32_to_fp16(d);
-        for (int j = 0; j < NB_QK; j++) y[b].qs[j] = (int8_t)roundf(x[b * NB_QK + j] * id);
-    }
-}
-
-void nb_rt_quantize_q4_0(const float *x, void *blocks, int64_t n) {
-    nb_blk_q4_0 *y = blocks;
-    for (int64_t b = 0; b < n / NB_QK; b++) {
-        const float *xb = x + b * NB_QK;
-        float amax = 0.0f, max = 0.0f; /* max keeps the sign of the largest magnitude */
-        for (int j = 0; j < NB_QK; j++)
-            if (amax < fabsf(xb[j])) {
-                amax = fabsf(xb[j]);
-                max = xb[j];
-            }
-        float d = max / -8.0f, id = d ? 1.0f / d : 0.0f;
-        y[b].d = nb_fp32_to_fp16(d);
-        for (int j = 0; j < NB_QK / 2; j++) {
-            int lo = (int8_t)(xb[j] * id + 8.5f), hi = (int8_t)(xb[j + 16] * id + 8.5f);
-            lo = lo < 15 ? lo : 15;
-            hi = hi < 15 ? hi : 15;
-            y[b].qs[j] = (uint8_t)(lo | (hi << 4));
-        }
-    }
-}
+/* ---- reference weight quantizers (ggml blocks: core/quant_blocks.h) ---- */
 
 void nb_rt_quantize_sym(const float *x, int64_t n, int64_t group, int bits, void *codes, float *scales) {
     int qmax = (1 << (bits - 1)) - 1;
@@ -123,8 +94,8 @@ nb_status nb_rt_quantize_tensor(nb_qmodel *m, const float *w, nb_qtensor *t) {
         case NB_QT_F16:
             for (int64_t i = 0; i < K; i++) ((uint16_t *)o)[i] = nb_fp32_to_fp16(x[i]);
             break;
-        case NB_QT_Q8_0: nb_rt_quantize_q8_0(x, o, K); break;
-        case NB_QT_Q4_0: nb_rt_quantize_q4_0(x, o, K); break;
+        case NB_QT_Q8_0: nb_quantize_row_q8_0_ref(x, (nb_block_q8_0 *)o, K); break;
+        case NB_QT_Q4_0: nb_quantize_row_q4_0_ref(x, (nb_block_q4_0 *)o, K); break;
         case NB_QT_I8: nb_rt_quantize_sym(x, K, t->group, 8, o, t->scales + r * ng); break;
         case NB_QT_I4: nb_rt_quantize_sym(x, K, t->group, 4, o, t->scales + r * ng); break;
         }
@@ -210,6 +181,78 @@ nb_status nb_qvocab_load_llama2c(const char *path, int n, nb_qvocab *v, nb_qmode
         NB_TRY(nb_rt_vocab_set(owner, i, (const char *)buf + off, (size_t)l, score, nb_rt_piece_type(i, tmp)));
         off += (size_t)l;
     }
+    return NB_OK;
+}
+
+/* ---- tokenizer ---- */
+
+nb_status nb_qmodel_tokenizer(nb_qmodel *m, nb_tokenizer **out) {
+    *out = m->tok;
+    if (m->tok) return NB_OK;
+    const nb_qvocab *v = &m->vocab;
+    if (!v->n) return nb_fail(NB_EINVAL, "%s: the model file carries no vocabulary (give a tokenizer)",
+                              m->source ? m->source : "model");
+    /* serialize as a llama2.c tokenizer.bin image and let the tokenizer module parse it */
+    size_t size = 4;
+    for (int i = 0; i < v->n; i++) size += 8 + strlen(v->pieces[i]);
+    uint8_t *b = nb_malloc(size);
+    if (!b) return NB_ENOMEM;
+    int32_t ml = v->max_len;
+    memcpy(b, &ml, 4);
+    size_t off = 4;
+    for (int i = 0; i < v->n; i++) {
+        int32_t l = (int32_t)strlen(v->pieces[i]);
+        memcpy(b + off, &v->scores[i], 4);
+        memcpy(b + off + 4, &l, 4);
+        memcpy(b + off + 8, v->pieces[i], (size_t)l);
+        off += 8 + (size_t)l;
+    }
+    nb_status st = nb_tokenizer_llama2c_load_mem(b, size, m->source ? m->source : "vocabulary", v->n, &m->tok);
+    nb_free(b);
+    *out = m->tok;
+    return st;
+}
+
+/* A copy of a tokenizer through an in-memory HDF5 file (the tokenizer module's own storage). */
+static nb_status clone_tokenizer(const nb_tokenizer *t, nb_tokenizer **out) {
+    *out = NULL;
+    hid_t fapl = H5Pcreate(H5P_FILE_ACCESS);
+    H5Pset_fapl_core(fapl, 1 << 16, 0);
+    hid_t f = H5Fcreate("nb_tokenizer_clone", H5F_ACC_TRUNC, H5P_DEFAULT, fapl);
+    H5Pclose(fapl);
+    if (f < 0) return nb_fail(NB_ENOMEM, "copying the tokenizer: in-memory HDF5 file failed");
+    hid_t g = H5Gcreate2(f, "t", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
+    nb_status st = g >= 0 ? nb_tokenizer_save_h5(t, g) : NB_ENOMEM;
+    if (!st) st = nb_tokenizer_load_h5(g, out);
+    if (g >= 0) H5Gclose(g);
+    H5Fclose(f);
+    return st;
+}
+
+nb_status nb_qmodel_set_tokenizer(nb_qmodel *m, nb_tokenizer *t) {
+    int n = nb_tokenizer_vocab(t);
+    if (n != m->cfg.vocab) {
+        nb_tokenizer_free(t);
+        return nb_fail(NB_EINVAL, "tokenizer has %d entries, the model's vocabulary is %d", n, m->cfg.vocab);
+    }
+    nb_tokenizer_free(m->tok);
+    m->tok = t;
+    NB_TRY(nb_rt_vocab_init(m, n));
+    int llama = nb_tokenizer_kind(t) == NB_TOK_LLAMA2C;
+    for (int i = 0; i < n; i++) {
+        size_t len;
+        float sc;
+        const char *p = nb_tokenizer_token(t, i, &len, &sc);
+        char tmp[64];
+        size_t cl = len < sizeof tmp - 1 ? len : sizeof tmp - 1;
+        memcpy(tmp, p, cl);
+        tmp[cl] = 0;
+        int ty = llama ? nb_rt_piece_type(i, tmp) : (i == nb_tokenizer_bos(t) || i == nb_tokenizer_eos(t) ? 3 : 1);
+        NB_TRY(nb_rt_vocab_set(m, i, p, len, sc, ty));
+    }
+    m->vocab.bos = nb_tokenizer_bos(t);
+    m->vocab.eos = nb_tokenizer_eos(t);
+    m->vocab.unk = llama ? 0 : -1;
     return NB_OK;
 }
 
@@ -335,6 +378,7 @@ nb_status nb_qmodel_quantize(const nb_qmodel *src, nb_qtype type, int64_t group,
     qctx q = {src, m, type, fallback, group};
     nb_status st = nb_rt_visit(m, requant_one, &q);
     if (!st && src->cfg.tied) m->classifier = m->tok_emb;
+    if (!st && src->tok) st = clone_tokenizer(src->tok, &m->tok);
     if (!st && src->vocab.n) {
         st = nb_rt_vocab_init(m, src->vocab.n);
         for (int i = 0; !st && i < src->vocab.n; i++)
@@ -352,6 +396,45 @@ nb_status nb_qmodel_quantize(const nb_qmodel *src, nb_qtype type, int64_t group,
 }
 
 /* ---- format dispatch ---- */
+
+const char *nb_model_format_name(nb_model_format f) {
+    switch (f) {
+    case NB_FMT_GGUF: return "gguf";
+    case NB_FMT_LLAMA2C_Q80: return "llama2c-q80";
+    case NB_FMT_NIBBLE_EXPORT: return "nibble-export";
+    case NB_FMT_LLAMA2C_FP32: return "llama2c-fp32";
+    default: return "unknown";
+    }
+}
+
+nb_model_format nb_runtime_detect(const char *path) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return NB_FMT_UNKNOWN;
+    uint8_t h[28] = {0};
+    size_t got = fread(h, 1, sizeof h, f);
+    fseek(f, 0, SEEK_END);
+    long size = ftell(f);
+    fclose(f);
+    uint32_t m0;
+    memcpy(&m0, h, 4);
+    if (got >= 4 && !memcmp(h, "GGUF", 4)) return NB_FMT_GGUF;
+    if (got >= 8 && m0 == NB_LLAMA2C_MAGIC) return NB_FMT_LLAMA2C_Q80;
+    if (got >= 8 && !memcmp(h, "\x89HDF\r\n\x1a\n", 8)) return nb_export_nb_is_export(path) ? NB_FMT_NIBBLE_EXPORT : NB_FMT_UNKNOWN;
+    if (got == 28) {
+        int32_t c[7];
+        memcpy(c, h, 28);
+        nb_qconfig q = {c[0], c[1], c[2], c[3], c[4], c[5] < 0 ? -c[5] : c[5], c[6], c[5] > 0, 1e-5f, 10000.0f};
+        if (nb_qconfig_check(&q, path) == NB_OK) {
+            int64_t C = q.dim, H = q.hidden_dim, L = q.n_layers, V = q.vocab, hs = C / q.n_heads, kv = hs * q.n_kv_heads;
+            int64_t nfl = V * C * (q.tied ? 1 : 2) + 2 * L * C + 2 * L * C * C + 2 * L * kv * C + 3 * L * H * C + C +
+                          q.seq_len * hs;
+            nb_clear_error();
+            if (28 + 4 * nfl == size) return NB_FMT_LLAMA2C_FP32;
+        }
+        nb_clear_error();
+    }
+    return NB_FMT_UNKNOWN;
+}
 
 nb_status nb_qmodel_open(const char *path, const char *tok_path, nb_qmodel **out) {
     *out = NULL;

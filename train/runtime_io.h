@@ -9,10 +9,6 @@
 
 /* Read a whole file into a block owned by m; *len set. Refuses files over NB_MAX_ALLOC. */
 nb_status nb_rt_read_file(nb_qmodel *m, const char *path, uint8_t **buf, size_t *len);
-/* Reference weight quantizers (ggml's quantize_row_q8_0_ref / q4_0_ref rounding; n % 32 == 0).
-   TODO(qat): switch to core/quant_blocks.h once it lands on main and delete these. */
-void nb_rt_quantize_q8_0(const float *x, void *blocks, int64_t n);
-void nb_rt_quantize_q4_0(const float *x, void *blocks, int64_t n);
 /* Symmetric int8/int4 per-group quantization of one row: s = amax / qmax, q = round-half-even(x / s). */
 void nb_rt_quantize_sym(const float *x, int64_t n, int64_t group, int bits, void *codes, float *scales);
 /* Quantize a dense fp32 matrix (rows, cols) into t (type, group set by caller; memory from m). */

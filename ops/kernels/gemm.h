@@ -9,17 +9,32 @@
 #include <stdint.h>
 
 /* Dispatching entry point: picks the SIMD level (nb_simd_active) and threads with OpenMP.
-   Packed, cache-blocked, register-tiled (AVX-512 14x32, AVX2 6x16); threads split the rows or
-   columns of C (never K), and only when the work is large enough, so the result is bit-identical
-   for any thread count. Packing buffers are per thread and grow once (no malloc in steady state). */
+   Register-tiled micro-kernels (AVX-512 14x32 with narrower edge variants, AVX2 6x16), K blocked
+   by 384, B packed per block (the packing absorbs tb), A read in place (ta is a stride); M < 4
+   takes a small-M path that reads B in place. Threads (only when M*N*K >= 2^19) split the rows
+   or the columns of C, never K, so the result is bit-identical for any thread count (it differs
+   from nb_sgemm_ref and between SIMD levels by rounding: fma). Packing buffers are per thread,
+   grow once and are freed at thread exit: no allocation in steady state. */
 void nb_sgemm(int ta, int tb, int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const float *B,
               int64_t ldb, float beta, float *C, int64_t ldc);
+/* batch independent products: A + z * sa, B + z * sb, C + z * sc for z < batch (sb = 0 shares B).
+   Small products (attention heads) run one per thread; large ones one after another, each split
+   across the threads. Same bits as calling nb_sgemm batch times. C blocks must not overlap. */
+void nb_sgemm_batched(int ta, int tb, int64_t batch, int64_t M, int64_t N, int64_t K, const float *A, int64_t lda,
+                      int64_t sa, const float *B, int64_t ldb, int64_t sb, float beta, float *C, int64_t ldc,
+                      int64_t sc);
 /* The spec: plain loops, double-free fp32 accumulation in k order. Single thread. */
 void nb_sgemm_ref(int ta, int tb, int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const float *B,
                   int64_t ldb, float beta, float *C, int64_t ldc);
 
 /* Level entry points used by nb_sgemm (single-threaded, same contract; they return -1 when a
-   packing buffer cannot be allocated, and nb_sgemm then falls back to the reference). */
+   buffer cannot be allocated, and nb_sgemm then falls back to the reference). _sgemm is the
+   packed, tiled path; _sgemv the small-M path (rows of C one at a time, B read in place). nb_sgemm
+   picks one from the whole M, so a thread's share of rows never changes the path. */
+int nb_sgemv_avx2(int ta, int tb, int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const float *B,
+                  int64_t ldb, float beta, float *C, int64_t ldc);
+int nb_sgemv_avx512(int ta, int tb, int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const float *B,
+                    int64_t ldb, float beta, float *C, int64_t ldc);
 int nb_sgemm_avx2(int ta, int tb, int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const float *B,
                   int64_t ldb, float beta, float *C, int64_t ldc);
 int nb_sgemm_avx512(int ta, int tb, int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const float *B,

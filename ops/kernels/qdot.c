@@ -10,33 +10,44 @@
 /* SIMD twins (qdot_avx2.c, qdot_avx512.c) */
 #if NB_HAVE_AVX2
 int32_t nb_isum_i8_avx2(int64_t n, const int8_t *a, const int8_t *b);
-float nb_dot_q8_0_q8_0_avx2(int64_t n, const nb_blk_q8_0 *w, const nb_blk_q8_0 *x);
-float nb_dot_q4_0_q8_0_avx2(int64_t n, const nb_blk_q4_0 *w, const nb_blk_q8_0 *x);
+float nb_dot_q8_0_q8_0_avx2(int64_t n, const nb_block_q8_0 *w, const nb_block_q8_0 *x);
+float nb_dot_q4_0_q8_0_avx2(int64_t n, const nb_block_q4_0 *w, const nb_block_q8_0 *x);
 float nb_dot_i4_i8_avx2(int64_t n, int64_t group, const uint8_t *w, const float *ws, const int8_t *wz,
                         const int8_t *x, const float *xs);
 float nb_dot_f32_avx2(int64_t n, const float *w, const float *x);
 float nb_dot_f16_avx2(int64_t n, const uint16_t *w, const float *x);
-void nb_quantize_act_q8_0_avx2(const float *x, nb_blk_q8_0 *y, int64_t n);
+void nb_quantize_act_q8_0_avx2(const float *x, nb_block_q8_0 *y, int64_t n);
+float nb_dot_i8_i8_lanes_avx2(int64_t n, int64_t group, const int8_t *w, const float *ws, const int8_t *x, const float *xs);
+float nb_dot_i4_i8_lanes_avx2(int64_t n, int64_t group, const uint8_t *w, const float *ws, const int8_t *x, const float *xs);
 #endif
 #if NB_HAVE_AVX512
 int32_t nb_isum_i8_avx512(int64_t n, const int8_t *a, const int8_t *b);
-float nb_dot_q8_0_q8_0_avx512(int64_t n, const nb_blk_q8_0 *w, const nb_blk_q8_0 *x);
-float nb_dot_q4_0_q8_0_avx512(int64_t n, const nb_blk_q4_0 *w, const nb_blk_q8_0 *x);
+float nb_dot_q8_0_q8_0_avx512(int64_t n, const nb_block_q8_0 *w, const nb_block_q8_0 *x);
+float nb_dot_q4_0_q8_0_avx512(int64_t n, const nb_block_q4_0 *w, const nb_block_q8_0 *x);
 float nb_dot_i4_i8_avx512(int64_t n, int64_t group, const uint8_t *w, const float *ws, const int8_t *wz,
                           const int8_t *x, const float *xs);
 float nb_dot_f32_avx512(int64_t n, const float *w, const float *x);
+float nb_dot_i8_i8_lanes_avx512(int64_t n, int64_t group, const int8_t *w, const float *ws, const int8_t *x, const float *xs);
+float nb_dot_i4_i8_lanes_avx512(int64_t n, int64_t group, const uint8_t *w, const float *ws, const int8_t *x, const float *xs);
 #endif
 
 /* ---- activation quantizers ---- */
 
-void nb_quantize_act_q8_0_ref(const float *x, nb_blk_q8_0 *y, int64_t n) {
+/* float -> int8 for an already rounded code in [-127, 127]. A non-finite activation (the model
+   diverged) would make the C conversion undefined: it becomes code 0 and the group's scale is
+   made non-finite below, so the output is NaN rather than silently finite. */
+static inline int8_t code_i8(float v) { return v >= -128.0f && v <= 127.0f ? (int8_t)v : 0; }
+
+void nb_quantize_act_q8_0_ref(const float *x, nb_block_q8_0 *y, int64_t n) {
     for (int64_t b = 0; b < n / NB_QK; b++) {
         const float *xb = x + b * NB_QK;
         float amax = 0.0f;
         for (int j = 0; j < NB_QK; j++) amax = fmaxf(amax, fabsf(xb[j]));
-        y[b].d = nb_fp32_to_fp16(amax / 127.0f);
+        int finite = 1;
+        for (int j = 0; j < NB_QK; j++) finite &= isfinite(xb[j]);
+        y[b].d = nb_fp32_to_fp16(finite ? amax / 127.0f : NAN);
         float id = amax != 0.0f ? 127.0f / amax : 0.0f;
-        for (int j = 0; j < NB_QK; j++) y[b].qs[j] = (int8_t)nearbyintf(xb[j] * id); /* half to even */
+        for (int j = 0; j < NB_QK; j++) y[b].qs[j] = code_i8(nearbyintf(xb[j] * id)); /* half to even */
     }
 }
 
@@ -44,10 +55,18 @@ void nb_quantize_act_i8_ref(const float *x, int8_t *q, float *s, int64_t n, int6
     for (int64_t g0 = 0, g = 0; g0 < n; g0 += group, g++) {
         int64_t len = n - g0 < group ? n - g0 : group;
         float amax = 0.0f;
-        for (int64_t j = 0; j < len; j++) amax = fmaxf(amax, fabsf(x[g0 + j]));
+        int finite = 1;
+        for (int64_t j = 0; j < len; j++) amax = fmaxf(amax, fabsf(x[g0 + j])), finite &= isfinite(x[g0 + j]);
         float sc = amax / 127.0f;
-        s[g] = sc;
-        for (int64_t j = 0; j < len; j++) q[g0 + j] = sc != 0.0f ? (int8_t)roundf(x[g0 + j] / sc) : 0;
+        s[g] = finite ? sc : NAN;
+        for (int64_t j = 0; j < len; j++) {
+            /* roundf(v) for |v| <= 127: truncate, then step away from zero on a remainder of a half */
+            float v = sc != 0.0f && finite ? x[g0 + j] / sc : 0.0f;
+            int i = (int)v;
+            float d = v - (float)i;
+            i += d >= 0.5f ? 1 : d <= -0.5f ? -1 : 0;
+            q[g0 + j] = (int8_t)i;
+        }
     }
 }
 
@@ -56,7 +75,7 @@ void nb_quantize_act_i8(const float *x, int8_t *q, float *s, int64_t n, int64_t 
     nb_quantize_act_i8_ref(x, q, s, n, group);
 }
 
-void nb_quantize_act_q8_0(const float *x, nb_blk_q8_0 *y, int64_t n) {
+void nb_quantize_act_q8_0(const float *x, nb_block_q8_0 *y, int64_t n) {
 #if NB_HAVE_AVX2
     if (nb_simd_active() >= NB_SIMD_AVX2) {
         nb_quantize_act_q8_0_avx2(x, y, n);
@@ -92,30 +111,45 @@ static int32_t isum_range(int64_t n, const int8_t *x) {
 
 /* ---- block dots ---- */
 
-float nb_dot_q8_0_q8_0_ref(int64_t n, const nb_blk_q8_0 *w, const nb_blk_q8_0 *x) {
-    float acc = 0.0f;
-    for (int64_t b = 0; b < n / NB_QK; b++) {
-        int32_t s = 0;
-        for (int j = 0; j < NB_QK; j++) s += (int32_t)w[b].qs[j] * x[b].qs[j];
-        acc = fmaf((float)s, nb_fp16_to_fp32(w[b].d) * nb_fp16_to_fp32(x[b].d), acc);
-    }
-    return acc;
+/* 8 float lanes, lane k accumulating the int sums of products 4k..4k+3 of each 32-element chunk
+   (what vpmaddubsw+vpmaddwd or vpdpbusd leave in a 256-bit register); then a fixed tree. */
+static float hsum8(float *l) {
+    for (int w = 4; w >= 1; w /= 2)
+        for (int j = 0; j < w; j++) l[j] += l[j + w];
+    return l[0];
 }
 
-float nb_dot_q4_0_q8_0_ref(int64_t n, const nb_blk_q4_0 *w, const nb_blk_q8_0 *x) {
-    float acc = 0.0f;
+float nb_dot_q8_0_q8_0_ref(int64_t n, const nb_block_q8_0 *w, const nb_block_q8_0 *x) {
+    float lane[8] = {0};
     for (int64_t b = 0; b < n / NB_QK; b++) {
-        int32_t s = 0;
-        for (int j = 0; j < NB_QK / 2; j++) {
-            s += ((w[b].qs[j] & 15) - 8) * x[b].qs[j];
-            s += ((w[b].qs[j] >> 4) - 8) * x[b].qs[j + NB_QK / 2];
+        float d = nb_fp16_to_fp32(w[b].d) * nb_fp16_to_fp32(x[b].d);
+        for (int k = 0; k < 8; k++) {
+            int32_t s = 0;
+            for (int j = 4 * k; j < 4 * k + 4; j++) s += (int32_t)w[b].qs[j] * x[b].qs[j];
+            lane[k] = fmaf((float)s, d, lane[k]);
         }
-        acc = fmaf((float)s, nb_fp16_to_fp32(w[b].d) * nb_fp16_to_fp32(x[b].d), acc);
     }
-    return acc;
+    return hsum8(lane);
 }
 
-float nb_dot_q8_0_q8_0(int64_t n, const nb_blk_q8_0 *w, const nb_blk_q8_0 *x) {
+static inline int q4_0_elem(const nb_block_q4_0 *b, int j) {
+    return (j < 16 ? b->qs[j] & 15 : b->qs[j - 16] >> 4) - 8;
+}
+
+float nb_dot_q4_0_q8_0_ref(int64_t n, const nb_block_q4_0 *w, const nb_block_q8_0 *x) {
+    float lane[8] = {0};
+    for (int64_t b = 0; b < n / NB_QK; b++) {
+        float d = nb_fp16_to_fp32(w[b].d) * nb_fp16_to_fp32(x[b].d);
+        for (int k = 0; k < 8; k++) {
+            int32_t s = 0;
+            for (int j = 4 * k; j < 4 * k + 4; j++) s += q4_0_elem(&w[b], j) * x[b].qs[j];
+            lane[k] = fmaf((float)s, d, lane[k]);
+        }
+    }
+    return hsum8(lane);
+}
+
+float nb_dot_q8_0_q8_0(int64_t n, const nb_block_q8_0 *w, const nb_block_q8_0 *x) {
 #if NB_HAVE_AVX512
     if (nb_simd_has_vnni()) return nb_dot_q8_0_q8_0_avx512(n, w, x);
 #endif
@@ -125,7 +159,7 @@ float nb_dot_q8_0_q8_0(int64_t n, const nb_blk_q8_0 *w, const nb_blk_q8_0 *x) {
     return nb_dot_q8_0_q8_0_ref(n, w, x);
 }
 
-float nb_dot_q4_0_q8_0(int64_t n, const nb_blk_q4_0 *w, const nb_blk_q8_0 *x) {
+float nb_dot_q4_0_q8_0(int64_t n, const nb_block_q4_0 *w, const nb_block_q8_0 *x) {
 #if NB_HAVE_AVX512
     if (nb_simd_has_vnni()) return nb_dot_q4_0_q8_0_avx512(n, w, x);
 #endif
@@ -137,8 +171,21 @@ float nb_dot_q4_0_q8_0(int64_t n, const nb_blk_q4_0 *w, const nb_blk_q8_0 *x) {
 
 /* ---- nibble int8 / int4 group dots ---- */
 
+/* Lane order applies when every group is whole chunks of 32 and symmetric: per group, the int sums
+   of lane k (products 4k..4k+3 of each chunk), then lane[k] = fma(lanesum, ws*xs, lane[k]). */
+static int lane_order(int64_t n, int64_t group, const int8_t *wz) { return !wz && group % 32 == 0 && n % group == 0; }
+
 float nb_dot_i8_i8_ref(int64_t n, int64_t group, const int8_t *w, const float *ws, const int8_t *wz,
                        const int8_t *x, const float *xs) {
+    if (lane_order(n, group, wz)) {
+        float lane[8] = {0};
+        for (int64_t g0 = 0, g = 0; g0 < n; g0 += group, g++) {
+            int32_t l[8] = {0};
+            for (int64_t j = 0; j < group; j++) l[(j & 31) >> 2] += (int32_t)w[g0 + j] * x[g0 + j];
+            for (int k = 0; k < 8; k++) lane[k] = fmaf((float)l[k], ws[g] * xs[g], lane[k]);
+        }
+        return hsum8(lane);
+    }
     float acc = 0.0f;
     for (int64_t g0 = 0, g = 0; g0 < n; g0 += group, g++) {
         int64_t len = n - g0 < group ? n - g0 : group;
@@ -151,6 +198,15 @@ float nb_dot_i8_i8_ref(int64_t n, int64_t group, const int8_t *w, const float *w
 
 float nb_dot_i8_i8(int64_t n, int64_t group, const int8_t *w, const float *ws, const int8_t *wz, const int8_t *x,
                    const float *xs) {
+    if (lane_order(n, group, wz)) {
+#if NB_HAVE_AVX512
+        if (nb_simd_has_vnni()) return nb_dot_i8_i8_lanes_avx512(n, group, w, ws, x, xs);
+#endif
+#if NB_HAVE_AVX2
+        if (nb_simd_active() >= NB_SIMD_AVX2) return nb_dot_i8_i8_lanes_avx2(n, group, w, ws, x, xs);
+#endif
+        return nb_dot_i8_i8_ref(n, group, w, ws, wz, x, xs);
+    }
     if (group < 16) return nb_dot_i8_i8_ref(n, group, w, ws, wz, x, xs); /* tiny groups: scalar wins */
     float acc = 0.0f;
     for (int64_t g0 = 0, g = 0; g0 < n; g0 += group, g++) {
@@ -164,6 +220,15 @@ float nb_dot_i8_i8(int64_t n, int64_t group, const int8_t *w, const float *ws, c
 
 float nb_dot_i4_i8_ref(int64_t n, int64_t group, const uint8_t *w, const float *ws, const int8_t *wz,
                        const int8_t *x, const float *xs) {
+    if (lane_order(n, group, wz)) {
+        float lane[8] = {0};
+        for (int64_t g0 = 0, g = 0; g0 < n; g0 += group, g++) {
+            int32_t l[8] = {0};
+            for (int64_t j = 0; j < group; j++) l[(j & 31) >> 2] += nb_i4_get(w, g0 + j) * x[g0 + j];
+            for (int k = 0; k < 8; k++) lane[k] = fmaf((float)l[k], ws[g] * xs[g], lane[k]);
+        }
+        return hsum8(lane);
+    }
     float acc = 0.0f;
     for (int64_t g0 = 0, g = 0; g0 < n; g0 += group, g++) {
         int64_t len = n - g0 < group ? n - g0 : group;
@@ -179,6 +244,15 @@ float nb_dot_i4_i8(int64_t n, int64_t group, const uint8_t *w, const float *ws, 
                    const float *xs) {
     /* the SIMD twins need every group to start on a byte: even group sizes of 32 or more */
     if (group < 32 || (group & 1)) return nb_dot_i4_i8_ref(n, group, w, ws, wz, x, xs);
+    if (lane_order(n, group, wz)) {
+#if NB_HAVE_AVX512
+        if (nb_simd_has_vnni()) return nb_dot_i4_i8_lanes_avx512(n, group, w, ws, x, xs);
+#endif
+#if NB_HAVE_AVX2
+        if (nb_simd_active() >= NB_SIMD_AVX2) return nb_dot_i4_i8_lanes_avx2(n, group, w, ws, x, xs);
+#endif
+        return nb_dot_i4_i8_ref(n, group, w, ws, wz, x, xs);
+    }
 #if NB_HAVE_AVX512
     if (nb_simd_has_vnni()) return nb_dot_i4_i8_avx512(n, group, w, ws, wz, x, xs);
 #endif
@@ -223,4 +297,58 @@ float nb_dot_f16(int64_t n, const uint16_t *w, const float *x) {
     if (nb_simd_active() >= NB_SIMD_AVX2) return nb_dot_f16_avx2(n, w, x);
 #endif
     return nb_dot_f16_ref(n, w, x);
+}
+
+/* ---- per-matrix kernel choice ---- */
+
+#if NB_HAVE_AVX512
+static float i8_lanes_avx512(int64_t n, int64_t g, const int8_t *w, const float *ws, const int8_t *wz, const int8_t *x,
+                             const float *xs) {
+    (void)wz;
+    return nb_dot_i8_i8_lanes_avx512(n, g, w, ws, x, xs);
+}
+static float i4_lanes_avx512(int64_t n, int64_t g, const uint8_t *w, const float *ws, const int8_t *wz, const int8_t *x,
+                             const float *xs) {
+    (void)wz;
+    return nb_dot_i4_i8_lanes_avx512(n, g, w, ws, x, xs);
+}
+#endif
+#if NB_HAVE_AVX2
+static float i8_lanes_avx2(int64_t n, int64_t g, const int8_t *w, const float *ws, const int8_t *wz, const int8_t *x,
+                           const float *xs) {
+    (void)wz;
+    return nb_dot_i8_i8_lanes_avx2(n, g, w, ws, x, xs);
+}
+static float i4_lanes_avx2(int64_t n, int64_t g, const uint8_t *w, const float *ws, const int8_t *wz, const int8_t *x,
+                           const float *xs) {
+    (void)wz;
+    return nb_dot_i4_i8_lanes_avx2(n, g, w, ws, x, xs);
+}
+#endif
+
+nb_dot_i8_fn nb_dot_i8_i8_pick(int64_t n, int64_t group, int has_zeros) {
+    if (lane_order(n, group, has_zeros ? (const int8_t *)"" : NULL)) {
+#if NB_HAVE_AVX512
+        if (nb_simd_has_vnni()) return i8_lanes_avx512;
+#endif
+#if NB_HAVE_AVX2
+        if (nb_simd_active() >= NB_SIMD_AVX2) return i8_lanes_avx2;
+#endif
+        return nb_dot_i8_i8_ref;
+    }
+    return group < 16 ? nb_dot_i8_i8_ref : nb_dot_i8_i8;
+}
+
+nb_dot_i4_fn nb_dot_i4_i8_pick(int64_t n, int64_t group, int has_zeros) {
+    if (group < 32 || (group & 1)) return nb_dot_i4_i8_ref;
+    if (lane_order(n, group, has_zeros ? (const int8_t *)"" : NULL)) {
+#if NB_HAVE_AVX512
+        if (nb_simd_has_vnni()) return i4_lanes_avx512;
+#endif
+#if NB_HAVE_AVX2
+        if (nb_simd_active() >= NB_SIMD_AVX2) return i4_lanes_avx2;
+#endif
+        return nb_dot_i4_i8_ref;
+    }
+    return nb_dot_i4_i8;
 }

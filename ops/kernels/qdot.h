@@ -6,32 +6,23 @@
 #ifndef NB_QDOT_H
 #define NB_QDOT_H
 
-#include <assert.h>
 #include <stdint.h>
 
-/* llama.cpp's block_q8_0: 32 int8 codes and one fp16 scale; x[j] = d * qs[j]. 34 bytes. */
-#define NB_QK 32
-typedef struct nb_blk_q8_0 {
-    uint16_t d;         /* fp16 scale */
-    int8_t qs[NB_QK];   /* codes */
-} nb_blk_q8_0;
-static_assert(sizeof(nb_blk_q8_0) == 34, "block_q8_0 is 34 bytes");
+#include "../../core/quant_blocks.h"
 
-/* llama.cpp's block_q4_0: 32 4-bit codes and one fp16 scale; element j (0..15) is the low nibble
-   of qs[j], element j+16 its high nibble; x = d * (code - 8). 18 bytes. */
-typedef struct nb_blk_q4_0 {
-    uint16_t d;
-    uint8_t qs[NB_QK / 2];
-} nb_blk_q4_0;
-static_assert(sizeof(nb_blk_q4_0) == 18, "block_q4_0 is 18 bytes");
+/* The blocks are llama.cpp's (core/quant_blocks.h, which also holds the weight quantizers). */
+#define NB_QK NB_QK8_0
+/* The runtime's former names for the same blocks (code written before the switch still builds). */
+typedef nb_block_q8_0 nb_blk_q8_0;
+typedef nb_block_q4_0 nb_blk_q4_0;
 
 /* ---- activation quantizers ---- */
 
 /* x (n floats, n % 32 == 0) -> n/32 Q8_0 blocks, as llama.cpp's x86 CPU path quantizes the
    activation row of a Q4_0/Q8_0 matmul: amax = max |x|, d = amax / 127 (stored fp16),
    q = round-half-even(x * (127 / amax)), 0 when amax == 0. */
-void nb_quantize_act_q8_0(const float *x, nb_blk_q8_0 *y, int64_t n);
-void nb_quantize_act_q8_0_ref(const float *x, nb_blk_q8_0 *y, int64_t n);
+void nb_quantize_act_q8_0(const float *x, nb_block_q8_0 *y, int64_t n);
+void nb_quantize_act_q8_0_ref(const float *x, nb_block_q8_0 *y, int64_t n);
 
 /* x (n floats) -> int8 codes q (n) and fp32 scales s (ceil(n / group)), one per group of `group`
    consecutive elements (the last group may be shorter): s = amax / 127, q = round(x / s) (halves
@@ -44,10 +35,10 @@ void nb_quantize_act_i8_ref(const float *x, int8_t *q, float *s, int64_t n, int6
 /* sum over blocks b in order: acc = fma((float)isum_b, d_w[b] * d_x[b], acc); n % 32 == 0. This is
    ggml_vec_dot_q8_0_q8_0's (and q4_0_q8_0's) formula; isum_b is the exact int32 block sum. The
    explicit fma fixes the rounding whatever the compiler flags (the SIMD files build with -mfma). */
-float nb_dot_q8_0_q8_0(int64_t n, const nb_blk_q8_0 *w, const nb_blk_q8_0 *x);
-float nb_dot_q8_0_q8_0_ref(int64_t n, const nb_blk_q8_0 *w, const nb_blk_q8_0 *x);
-float nb_dot_q4_0_q8_0(int64_t n, const nb_blk_q4_0 *w, const nb_blk_q8_0 *x);
-float nb_dot_q4_0_q8_0_ref(int64_t n, const nb_blk_q4_0 *w, const nb_blk_q8_0 *x);
+float nb_dot_q8_0_q8_0(int64_t n, const nb_block_q8_0 *w, const nb_block_q8_0 *x);
+float nb_dot_q8_0_q8_0_ref(int64_t n, const nb_block_q8_0 *w, const nb_block_q8_0 *x);
+float nb_dot_q4_0_q8_0(int64_t n, const nb_block_q4_0 *w, const nb_block_q8_0 *x);
+float nb_dot_q4_0_q8_0_ref(int64_t n, const nb_block_q4_0 *w, const nb_block_q8_0 *x);
 
 /* int8 weight row w (n codes), weight scales ws and optional zero points wz (NULL: symmetric), one
    per group, against int8 activations x with scales xs on the same groups:
@@ -62,6 +53,15 @@ float nb_dot_i4_i8(int64_t n, int64_t group, const uint8_t *w, const float *ws, 
                    const float *xs);
 float nb_dot_i4_i8_ref(int64_t n, int64_t group, const uint8_t *w, const float *ws, const int8_t *wz,
                        const int8_t *x, const float *xs);
+
+/* The kernel nb_dot_i8_i8 / nb_dot_i4_i8 would pick for rows of n elements with this group and
+   zero-point presence at the active SIMD level: resolve once per matrix, call per row. */
+typedef float (*nb_dot_i8_fn)(int64_t n, int64_t group, const int8_t *w, const float *ws, const int8_t *wz,
+                              const int8_t *x, const float *xs);
+typedef float (*nb_dot_i4_fn)(int64_t n, int64_t group, const uint8_t *w, const float *ws, const int8_t *wz,
+                              const int8_t *x, const float *xs);
+nb_dot_i8_fn nb_dot_i8_i8_pick(int64_t n, int64_t group, int has_zeros);
+nb_dot_i4_fn nb_dot_i4_i8_pick(int64_t n, int64_t group, int has_zeros);
 
 /* Exact int32 sums: the building blocks (exposed for tests). */
 int32_t nb_isum_i8(int64_t n, const int8_t *a, const int8_t *b);

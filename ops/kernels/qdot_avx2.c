@@ -24,6 +24,15 @@ static inline int32_t hsum_i32(__m256i v) {
 
 static inline float h2f(uint16_t h) { return _cvtsh_ss(h); }
 
+/* the scalar twins' tree over 8 lanes: (j, j+4), (j, j+2), (0, 1) */
+static inline float hsum_f8(__m256 v) {
+    float l[8];
+    _mm256_storeu_ps(l, v);
+    for (int w = 4; w >= 1; w /= 2)
+        for (int j = 0; j < w; j++) l[j] += l[j + w];
+    return l[0];
+}
+
 int32_t nb_isum_i8_avx2(int64_t n, const int8_t *a, const int8_t *b) {
     __m256i acc = _mm256_setzero_si256();
     int64_t i = 0;
@@ -35,13 +44,13 @@ int32_t nb_isum_i8_avx2(int64_t n, const int8_t *a, const int8_t *b) {
     return s;
 }
 
-float nb_dot_q8_0_q8_0_avx2(int64_t n, const nb_blk_q8_0 *w, const nb_blk_q8_0 *x) {
-    float acc = 0.0f;
+float nb_dot_q8_0_q8_0_avx2(int64_t n, const nb_block_q8_0 *w, const nb_block_q8_0 *x) {
+    __m256 acc = _mm256_setzero_ps();
     for (int64_t b = 0; b < n / NB_QK; b++) {
         __m256i p = mul_sum_i8(_mm256_loadu_si256((const __m256i *)w[b].qs), _mm256_loadu_si256((const __m256i *)x[b].qs));
-        acc = fmaf((float)hsum_i32(p), h2f(w[b].d) * h2f(x[b].d), acc);
+        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(h2f(w[b].d) * h2f(x[b].d)), acc);
     }
-    return acc;
+    return hsum_f8(acc);
 }
 
 /* 16 bytes of Q4_0 codes -> 32 signed values: low nibbles are elements 0..15, high 16..31. */
@@ -52,13 +61,13 @@ static inline __m256i unpack_q4_0(const uint8_t *q) {
     return _mm256_sub_epi8(_mm256_set_m128i(hi, lo), _mm256_set1_epi8(8));
 }
 
-float nb_dot_q4_0_q8_0_avx2(int64_t n, const nb_blk_q4_0 *w, const nb_blk_q8_0 *x) {
-    float acc = 0.0f;
+float nb_dot_q4_0_q8_0_avx2(int64_t n, const nb_block_q4_0 *w, const nb_block_q8_0 *x) {
+    __m256 acc = _mm256_setzero_ps();
     for (int64_t b = 0; b < n / NB_QK; b++) {
         __m256i p = mul_sum_i8(unpack_q4_0(w[b].qs), _mm256_loadu_si256((const __m256i *)x[b].qs));
-        acc = fmaf((float)hsum_i32(p), h2f(w[b].d) * h2f(x[b].d), acc);
+        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(p), _mm256_set1_ps(h2f(w[b].d) * h2f(x[b].d)), acc);
     }
-    return acc;
+    return hsum_f8(acc);
 }
 
 /* 16 bytes of nibble int4 codes -> 32 signed values in element order (2k low, 2k+1 high). */
@@ -98,6 +107,55 @@ static float tree16(float *s) {
     return s[0];
 }
 
+/* lane order (see nb_dot_i8_i8_ref): int lanes per group, two independent chains */
+float nb_dot_i8_i8_lanes_avx2(int64_t n, int64_t group, const int8_t *w, const float *ws, const int8_t *x,
+                              const float *xs) {
+    __m256 acc = _mm256_setzero_ps();
+    if (group == 32) { /* one chunk per group: the common QAT group size */
+        for (int64_t j = 0, g = 0; j < n; j += 32, g++) {
+            __m256i v = mul_sum_i8(_mm256_loadu_si256((const __m256i *)(w + j)), _mm256_loadu_si256((const __m256i *)(x + j)));
+            acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(v), _mm256_set1_ps(ws[g] * xs[g]), acc);
+        }
+        return hsum_f8(acc);
+    }
+    for (int64_t g0 = 0, g = 0; g0 < n; g0 += group, g++) {
+        __m256i v = _mm256_setzero_si256(), v2 = _mm256_setzero_si256();
+        int64_t j = 0;
+        for (; j + 64 <= group; j += 64) {
+            v = _mm256_add_epi32(v, mul_sum_i8(_mm256_loadu_si256((const __m256i *)(w + g0 + j)), _mm256_loadu_si256((const __m256i *)(x + g0 + j))));
+            v2 = _mm256_add_epi32(v2, mul_sum_i8(_mm256_loadu_si256((const __m256i *)(w + g0 + j + 32)), _mm256_loadu_si256((const __m256i *)(x + g0 + j + 32))));
+        }
+        if (j < group) v = _mm256_add_epi32(v, mul_sum_i8(_mm256_loadu_si256((const __m256i *)(w + g0 + j)), _mm256_loadu_si256((const __m256i *)(x + g0 + j))));
+        v = _mm256_add_epi32(v, v2);
+        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(v), _mm256_set1_ps(ws[g] * xs[g]), acc);
+    }
+    return hsum_f8(acc);
+}
+
+float nb_dot_i4_i8_lanes_avx2(int64_t n, int64_t group, const uint8_t *w, const float *ws, const int8_t *x,
+                              const float *xs) {
+    __m256 acc = _mm256_setzero_ps();
+    if (group == 32) { /* one chunk per group: the common QAT group size */
+        for (int64_t j = 0, g = 0; j < n; j += 32, g++) {
+            __m256i v = mul_sum_i8(unpack_i4(w + j / 2), _mm256_loadu_si256((const __m256i *)(x + j)));
+            acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(v), _mm256_set1_ps(ws[g] * xs[g]), acc);
+        }
+        return hsum_f8(acc);
+    }
+    for (int64_t g0 = 0, g = 0; g0 < n; g0 += group, g++) {
+        __m256i v = _mm256_setzero_si256(), v2 = _mm256_setzero_si256();
+        int64_t j = 0;
+        for (; j + 64 <= group; j += 64) {
+            v = _mm256_add_epi32(v, mul_sum_i8(unpack_i4(w + (g0 + j) / 2), _mm256_loadu_si256((const __m256i *)(x + g0 + j))));
+            v2 = _mm256_add_epi32(v2, mul_sum_i8(unpack_i4(w + (g0 + j) / 2 + 16), _mm256_loadu_si256((const __m256i *)(x + g0 + j + 32))));
+        }
+        if (j < group) v = _mm256_add_epi32(v, mul_sum_i8(unpack_i4(w + (g0 + j) / 2), _mm256_loadu_si256((const __m256i *)(x + g0 + j))));
+        v = _mm256_add_epi32(v, v2);
+        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(v), _mm256_set1_ps(ws[g] * xs[g]), acc);
+    }
+    return hsum_f8(acc);
+}
+
 float nb_dot_f32_avx2(int64_t n, const float *w, const float *x) {
     __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
     int64_t i = 0;
@@ -128,10 +186,16 @@ float nb_dot_f16_avx2(int64_t n, const uint16_t *w, const float *x) {
     return tree16(s);
 }
 
-void nb_quantize_act_q8_0_avx2(const float *x, nb_blk_q8_0 *y, int64_t n) {
+void nb_quantize_act_q8_0_avx2(const float *x, nb_block_q8_0 *y, int64_t n) {
     const __m256 sign = _mm256_set1_ps(-0.0f);
     for (int64_t b = 0; b < n / NB_QK; b++) {
         const float *xb = x + b * NB_QK;
+        int finite = 1;
+        for (int j = 0; j < NB_QK; j++) finite &= isfinite(xb[j]);
+        if (!finite) { /* the twin's NaN-scale rule for a diverged row */
+            nb_quantize_act_q8_0_ref(xb, y + b, NB_QK);
+            continue;
+        }
         __m256 v[4], m = _mm256_setzero_ps();
         for (int k = 0; k < 4; k++) {
             v[k] = _mm256_loadu_ps(xb + 8 * k);

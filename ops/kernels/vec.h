@@ -1,7 +1,9 @@
 /* vec.h: the row kernels behind the non-GEMM ops (norms, softmax, activations, cross-entropy,
    rope, attention). One table of function pointers per SIMD level; nb_vec_ref is the spec (plain
    loops, fp32 accumulation in index order) and the SIMD tables must agree with it to fp32
-   rounding. All pointers may be unaligned; n may be 0. Outputs never alias inputs unless stated. */
+   rounding. All pointers may be unaligned; n may be 0. Outputs never alias inputs unless stated.
+   Determinism: each kernel's summation order is fixed for a given SIMD level (it differs between
+   levels), and no kernel threads: callers split rows between threads. */
 #ifndef NB_VEC_H
 #define NB_VEC_H
 
@@ -19,7 +21,7 @@ typedef struct nb_vec_kernels {
     void (*scal)(float *y, float a, int64_t n);
     /* max_i x[i] (-inf when n == 0; NaN in x gives NaN) */
     float (*max)(const float *x, int64_t n);
-    /* y[i] = exp(x[i] - m) (y may be NULL: only the sum), returns sum_i exp(x[i] - m) */
+    /* y[i] = exp(x[i] - m) (y may be NULL: only the sum; y may equal x), returns sum_i exp(x[i] - m) */
     float (*expsum)(float *y, const float *x, float m, int64_t n);
     /* softmax backward: dx += y * (dy - sum_i y[i] dy[i]) */
     void (*softmax_bwd)(float *dx, const float *y, const float *dy, int64_t n);
@@ -44,6 +46,15 @@ typedef struct nb_vec_kernels {
     void (*rope)(float *y, const float *x, const float *c, const float *s, int64_t n, int acc);
     /* y[j] = sum_r x[r] A[r * lda + j] for j < n (A^T x over `rows` rows of A) */
     void (*gemv_t)(float *y, const float *A, int64_t lda, const float *x, int64_t rows, int64_t n);
+    /* small single-thread GEMM for attention tiles, register-blocked (no packing):
+       C (M, N) = [C +] alpha op(A) B, op(A) = A (M, K) row stride lda, or A^T with A stored
+       (K, M) when ta; B (K, N) row stride ldb; acc: add into C instead of storing */
+    void (*mm)(int ta, int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda, const float *B,
+               int64_t ldb, float *C, int64_t ldc, int acc);
+    /* the dot-product form for a long K and small M, N: C (M, N) = [C +] alpha A B^T with A (M, K)
+       and B (N, K), both with rows contiguous along K */
+    void (*mm_nt)(int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda, const float *B,
+                  int64_t ldb, float *C, int64_t ldc, int acc);
 } nb_vec_kernels;
 
 extern const nb_vec_kernels nb_vec_ref;

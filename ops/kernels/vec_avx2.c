@@ -43,9 +43,12 @@ static inline __m256 exp8(__m256 x) {
     return _mm256_mul_ps(_mm256_mul_ps(p, s1), s2);
 }
 
+/* 1 / (1 + exp(-x)) by reciprocal estimate + one Newton step (exp8 caps -x at 88.4, so 1 + e
+   is finite) */
 static inline __m256 sigmoid8(__m256 x) {
     __m256 one = _mm256_set1_ps(1.0f);
-    return _mm256_div_ps(one, _mm256_add_ps(one, exp8(_mm256_sub_ps(_mm256_setzero_ps(), x))));
+    __m256 d = _mm256_add_ps(one, exp8(_mm256_sub_ps(_mm256_setzero_ps(), x))), r = _mm256_rcp_ps(d);
+    return _mm256_mul_ps(r, _mm256_fnmadd_ps(d, r, _mm256_set1_ps(2.0f)));
 }
 
 static float dot(const float *a, const float *b, int64_t n) {
@@ -238,7 +241,78 @@ static void gemv_t(float *y, const float *A, int64_t lda, const float *x, int64_
     }
 }
 
+/* 4 rows x 16 columns of C in 8 registers; per k: 2 loads of B, 4 broadcasts of A, 8 FMAs. */
+static void mm(int ta, int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda, const float *B,
+               int64_t ldb, float *C, int64_t ldc, int acc) {
+    __m256 al = _mm256_set1_ps(alpha);
+    for (int64_t i = 0; i < M; i += 4) {
+        int64_t mr = M - i < 4 ? M - i : 4;
+        int64_t ro[4];
+        for (int r = 0; r < 4; r++) {
+            int64_t ri = i + (r < mr ? r : mr - 1);
+            ro[r] = ta ? ri : ri * lda;
+        }
+        int64_t ks = ta ? lda : 1;
+        for (int64_t j = 0; j < N; j += 2 * W) {
+            __m256i m0 = tail(N - j), m1 = tail(N - j - W);
+            int full = N - j >= 2 * W;
+            __m256 c00 = _mm256_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00, c30 = c00, c31 = c00;
+            const float *a = A;
+            for (int64_t k = 0; k < K; k++, a += ks) {
+                const float *b = B + k * ldb + j;
+                __m256 b0 = full ? _mm256_loadu_ps(b) : LD(m0, b), b1 = full ? _mm256_loadu_ps(b + W) : LD(m1, b + W);
+                __m256 x;
+#define ROW(r, c0, c1) x = _mm256_broadcast_ss(a + ro[r]), c0 = _mm256_fmadd_ps(x, b0, c0), c1 = _mm256_fmadd_ps(x, b1, c1)
+                ROW(0, c00, c01); ROW(1, c10, c11); ROW(2, c20, c21); ROW(3, c30, c31);
+#undef ROW
+            }
+            __m256 cs[4][2] = {{c00, c01}, {c10, c11}, {c20, c21}, {c30, c31}};
+            for (int r = 0; r < mr; r++) {
+                float *cr = C + (i + r) * ldc + j;
+                __m256 v0 = _mm256_mul_ps(al, cs[r][0]), v1 = _mm256_mul_ps(al, cs[r][1]);
+                if (acc) {
+                    v0 = _mm256_add_ps(LD(m0, cr), v0);
+                    v1 = _mm256_add_ps(LD(m1, cr + W), v1);
+                }
+                ST(cr, m0, v0);
+                ST(cr + W, m1, v1);
+            }
+        }
+    }
+}
+
+/* 2 x 4 dot products at once: per 8 k, 6 loads and 8 FMAs (14 of the 16 registers). */
+static void mm_nt(int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda, const float *B, int64_t ldb,
+                  float *C, int64_t ldc, int acc) {
+    for (int64_t i = 0; i < M; i += 2) {
+        int64_t mr = M - i < 2 ? M - i : 2;
+        const float *a0 = A + i * lda, *a1 = A + (i + mr - 1) * lda;
+        for (int64_t j = 0; j < N; j += 4) {
+            int64_t nr = N - j < 4 ? N - j : 4;
+            const float *b0 = B + j * ldb, *b1 = B + (j + (nr > 1)) * ldb, *b2 = B + (j + (nr > 2 ? 2 : nr - 1)) * ldb;
+            const float *b3 = B + (j + nr - 1) * ldb;
+            __m256 c[2][4];
+            for (int r = 0; r < 2; r++)
+                for (int q = 0; q < 4; q++) c[r][q] = _mm256_setzero_ps();
+            for (int64_t k = 0; k < K; k += W) {
+                __m256i m = tail(K - k);
+                __m256 y0 = LD(m, b0 + k), y1 = LD(m, b1 + k), y2 = LD(m, b2 + k), y3 = LD(m, b3 + k);
+                __m256 x0 = LD(m, a0 + k), x1 = LD(m, a1 + k);
+                c[0][0] = _mm256_fmadd_ps(x0, y0, c[0][0]), c[0][1] = _mm256_fmadd_ps(x0, y1, c[0][1]);
+                c[0][2] = _mm256_fmadd_ps(x0, y2, c[0][2]), c[0][3] = _mm256_fmadd_ps(x0, y3, c[0][3]);
+                c[1][0] = _mm256_fmadd_ps(x1, y0, c[1][0]), c[1][1] = _mm256_fmadd_ps(x1, y1, c[1][1]);
+                c[1][2] = _mm256_fmadd_ps(x1, y2, c[1][2]), c[1][3] = _mm256_fmadd_ps(x1, y3, c[1][3]);
+            }
+            for (int r = 0; r < mr; r++)
+                for (int q = 0; q < nr; q++) {
+                    float *cp = C + (i + r) * ldc + j + q, s = alpha * hsum(c[r][q]);
+                    *cp = acc ? *cp + s : s;
+                }
+        }
+    }
+}
+
 const nb_vec_kernels nb_vec_avx2 = {
     "avx2",      dot,        axpy,     scal,       vmax,       expsum,     softmax_bwd, mul_sub,  xent_bwd,
-    rmsnorm_fwd, rmsnorm_bwd, silu_fwd, silu_bwd,  swiglu_fwd, swiglu_bwd, rope,        gemv_t,
+    rmsnorm_fwd, rmsnorm_bwd, silu_fwd, silu_bwd,  swiglu_fwd, swiglu_bwd, rope,        gemv_t,   mm, mm_nt,
 };

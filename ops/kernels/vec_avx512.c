@@ -26,9 +26,13 @@ static inline __m512 exp16(__m512 x) {
     return _mm512_scalef_ps(p, n);
 }
 
+/* 1 / (1 + exp(-x)) with a reciprocal estimate and one Newton step instead of a divide (the
+   divide is the slowest instruction of SwiGLU); -x is capped at 87 so 1 + e stays finite. */
 static inline __m512 sigmoid16(__m512 x) {
     __m512 one = _mm512_set1_ps(1.0f);
-    return _mm512_div_ps(one, _mm512_add_ps(one, exp16(_mm512_sub_ps(_mm512_setzero_ps(), x))));
+    __m512 e = exp16(_mm512_min_ps(_mm512_set1_ps(87.0f), _mm512_sub_ps(_mm512_setzero_ps(), x)));
+    __m512 d = _mm512_add_ps(one, e), r = _mm512_rcp14_ps(d);
+    return _mm512_mul_ps(r, _mm512_fnmadd_ps(d, r, _mm512_set1_ps(2.0f)));
 }
 
 static float dot(const float *a, const float *b, int64_t n) {
@@ -267,7 +271,107 @@ static void gemv_t(float *y, const float *A, int64_t lda, const float *x, int64_
     }
 }
 
+static inline __mmask16 mask16(int64_t r) { return r <= 0 ? 0 : r >= W ? (__mmask16)0xffff : tail(r); }
+
+/* 8 rows x 32 columns of C in 16 registers; per k: 2 loads of B, 8 broadcasts of A, 16 FMAs.
+   Rows past M re-read the last valid row of A (results dropped), columns past N are masked. */
+static void mm(int ta, int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda, const float *B,
+               int64_t ldb, float *C, int64_t ldc, int acc) {
+    __m512 al = _mm512_set1_ps(alpha);
+    for (int64_t i = 0; i < M; i += 8) {
+        int64_t mr = M - i < 8 ? M - i : 8;
+        int64_t ro[8]; /* offset of row r's first element (ta: column) in A */
+        for (int r = 0; r < 8; r++) {
+            int64_t ri = i + (r < mr ? r : mr - 1);
+            ro[r] = ta ? ri : ri * lda;
+        }
+        int64_t ks = ta ? lda : 1; /* step of k in A */
+        for (int64_t j = 0; j < N; j += 2 * W) {
+            __mmask16 m0 = mask16(N - j), m1 = mask16(N - j - W);
+            __m512 c00 = _mm512_setzero_ps(), c01 = c00, c10 = c00, c11 = c00, c20 = c00, c21 = c00, c30 = c00, c31 = c00;
+            __m512 c40 = c00, c41 = c00, c50 = c00, c51 = c00, c60 = c00, c61 = c00, c70 = c00, c71 = c00;
+            const float *a = A;
+            if (m1) {
+                for (int64_t k = 0; k < K; k++, a += ks) {
+                    const float *b = B + k * ldb + j;
+                    __m512 b0 = _mm512_loadu_ps(b), b1 = _mm512_maskz_loadu_ps(m1, b + W);
+                    __m512 x;
+#define ROW(r, c0, c1) x = _mm512_set1_ps(a[ro[r]]), c0 = _mm512_fmadd_ps(x, b0, c0), c1 = _mm512_fmadd_ps(x, b1, c1)
+                    ROW(0, c00, c01); ROW(1, c10, c11); ROW(2, c20, c21); ROW(3, c30, c31);
+                    ROW(4, c40, c41); ROW(5, c50, c51); ROW(6, c60, c61); ROW(7, c70, c71);
+#undef ROW
+                }
+            } else { /* one vector of columns */
+                for (int64_t k = 0; k < K; k++, a += ks) {
+                    __m512 b0 = _mm512_maskz_loadu_ps(m0, B + k * ldb + j);
+#define ROW(r, c0) c0 = _mm512_fmadd_ps(_mm512_set1_ps(a[ro[r]]), b0, c0)
+                    ROW(0, c00); ROW(1, c10); ROW(2, c20); ROW(3, c30); ROW(4, c40); ROW(5, c50); ROW(6, c60); ROW(7, c70);
+#undef ROW
+                }
+            }
+            __m512 cs[8][2] = {{c00, c01}, {c10, c11}, {c20, c21}, {c30, c31}, {c40, c41}, {c50, c51}, {c60, c61}, {c70, c71}};
+            for (int r = 0; r < mr; r++) {
+                float *cr = C + (i + r) * ldc + j;
+                __m512 v0 = _mm512_mul_ps(al, cs[r][0]), v1 = _mm512_mul_ps(al, cs[r][1]);
+                if (acc) {
+                    v0 = _mm512_add_ps(_mm512_maskz_loadu_ps(m0, cr), v0);
+                    v1 = _mm512_add_ps(_mm512_maskz_loadu_ps(m1, cr + W), v1);
+                }
+                _mm512_mask_storeu_ps(cr, m0, v0);
+                if (m1) _mm512_mask_storeu_ps(cr + W, m1, v1);
+            }
+        }
+    }
+}
+
+/* the four horizontal sums of a, b, c, d (fold to 256 bits, then a hadd tree) */
+static inline __m128 reduce4(__m512 a, __m512 b, __m512 c, __m512 d) {
+    __m256 a2 = _mm256_add_ps(_mm512_castps512_ps256(a), _mm512_extractf32x8_ps(a, 1));
+    __m256 b2 = _mm256_add_ps(_mm512_castps512_ps256(b), _mm512_extractf32x8_ps(b, 1));
+    __m256 c2 = _mm256_add_ps(_mm512_castps512_ps256(c), _mm512_extractf32x8_ps(c, 1));
+    __m256 d2 = _mm256_add_ps(_mm512_castps512_ps256(d), _mm512_extractf32x8_ps(d, 1));
+    __m256 h = _mm256_hadd_ps(_mm256_hadd_ps(a2, b2), _mm256_hadd_ps(c2, d2));
+    return _mm_add_ps(_mm256_castps256_ps128(h), _mm256_extractf128_ps(h, 1));
+}
+
+/* 4 x 4 dot products at once: per 16 k, 8 loads and 16 FMAs; one horizontal sum per dot at
+   the end. Rows / columns past M / N re-read the last valid one (results dropped). */
+static void mm_nt(int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda, const float *B, int64_t ldb,
+                  float *C, int64_t ldc, int acc) {
+    for (int64_t i = 0; i < M; i += 4) {
+        int64_t mr = M - i < 4 ? M - i : 4;
+        const float *a0 = A + i * lda, *a1 = A + (i + (mr > 1)) * lda, *a2 = A + (i + (mr > 2 ? 2 : mr - 1)) * lda;
+        const float *a3 = A + (i + mr - 1) * lda;
+        for (int64_t j = 0; j < N; j += 4) {
+            int64_t nr = N - j < 4 ? N - j : 4;
+            const float *b0 = B + j * ldb, *b1 = B + (j + (nr > 1)) * ldb, *b2 = B + (j + (nr > 2 ? 2 : nr - 1)) * ldb;
+            const float *b3 = B + (j + nr - 1) * ldb;
+            __m512 c[4][4];
+            for (int r = 0; r < 4; r++)
+                for (int q = 0; q < 4; q++) c[r][q] = _mm512_setzero_ps();
+            for (int64_t k = 0; k < K; k += W) {
+                __mmask16 m = mask16(K - k);
+                __m512 x0 = _mm512_maskz_loadu_ps(m, a0 + k), x1 = _mm512_maskz_loadu_ps(m, a1 + k);
+                __m512 x2 = _mm512_maskz_loadu_ps(m, a2 + k), x3 = _mm512_maskz_loadu_ps(m, a3 + k);
+                __m512 y0 = _mm512_maskz_loadu_ps(m, b0 + k), y1 = _mm512_maskz_loadu_ps(m, b1 + k);
+                __m512 y2 = _mm512_maskz_loadu_ps(m, b2 + k), y3 = _mm512_maskz_loadu_ps(m, b3 + k);
+#define R4(r, x)                                                                             \
+    c[r][0] = _mm512_fmadd_ps(x, y0, c[r][0]), c[r][1] = _mm512_fmadd_ps(x, y1, c[r][1]), \
+    c[r][2] = _mm512_fmadd_ps(x, y2, c[r][2]), c[r][3] = _mm512_fmadd_ps(x, y3, c[r][3])
+                R4(0, x0); R4(1, x1); R4(2, x2); R4(3, x3);
+#undef R4
+            }
+            for (int r = 0; r < mr; r++) {
+                float s[4];
+                _mm_storeu_ps(s, _mm_mul_ps(_mm_set1_ps(alpha), reduce4(c[r][0], c[r][1], c[r][2], c[r][3])));
+                float *cp = C + (i + r) * ldc + j;
+                for (int q = 0; q < nr; q++) cp[q] = acc ? cp[q] + s[q] : s[q];
+            }
+        }
+    }
+}
+
 const nb_vec_kernels nb_vec_avx512 = {
     "avx512",    dot,        axpy,     scal,       vmax,       expsum,     softmax_bwd, mul_sub,  xent_bwd,
-    rmsnorm_fwd, rmsnorm_bwd, silu_fwd, silu_bwd,  swiglu_fwd, swiglu_bwd, rope,        gemv_t,
+    rmsnorm_fwd, rmsnorm_bwd, silu_fwd, silu_bwd,  swiglu_fwd, swiglu_bwd, rope,        gemv_t,   mm, mm_nt,
 };

@@ -4,9 +4,13 @@
      ninja -C build && ./build/bench_gemm            # all shapes
      ./build/bench_gemm 4096 288 768 0 1 [1]         # one shape: M N K ta tb [beta]
      NB_SIMD=avx2 ./build/bench_gemm                 # another level
+     NB_BENCH_CPUTIME=1 ./build/bench_gemm           # on a loaded machine, 1 thread (see gemm_clock)
+     chrt -f 1 ./build/bench_gemm                    # on a shared machine, as root: ahead of other work
 
-   Each figure is the best call time over 3 rounds of ~0.1 s, alternating nibble and OpenBLAS. OpenBLAS (if built with
-   NB_HAVE_OPENBLAS) runs with openblas_set_num_threads() equal to nibble's thread count. */
+   Each figure is the best call time over 3 rounds of ~0.1 s, alternating nibble and OpenBLAS.
+   OpenBLAS (if built with NB_HAVE_OPENBLAS) runs with openblas_set_num_threads() equal to nibble's
+   thread count; the header line names the kernel it picked (OPENBLAS_CORETYPE overrides it).
+   Columns: GFLOP/s of nibble and OpenBLAS, and nibble's share of the FMA peak measured at start. */
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -31,6 +35,20 @@ static double now(void) {
     struct timespec ts;
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+/* NB_BENCH_CPUTIME=1: time GEMMs by process CPU time instead of wall time, one thread only (for a
+   loaded machine: time other processes take is not counted). With two threads CPU time says
+   nothing useful (a preempted thread's share is done by the other, barriers spin), so the
+   two-thread columns are skipped in this mode. */
+static int cputime_mode;
+static int cur_threads = 1;
+
+static double gemm_clock(void) {
+    if (!cputime_mode) return now();
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (ts.tv_sec + ts.tv_nsec * 1e-9) / cur_threads;
 }
 
 /* Register-only FMA loop: 12 independent accumulators (FMA latency 4 x 2 pipes, hidden). */
@@ -58,8 +76,16 @@ __attribute__((target("avx2,fma"), noinline)) static double fma_loop_avx2(long i
     return o[0];
 }
 
-/* Peak GFLOP/s of the active level with nt threads: each thread times its own loop, the rates
-   are summed, best of 12 runs (the VM's cores are not always all ours). */
+/* CPU time of the calling thread (the peak loop's clock: time the thread was not running is not
+   counted, so the peak is the core's, whatever else the machine does). */
+static double thread_cpu(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+    return ts.tv_sec + ts.tv_nsec * 1e-9;
+}
+
+/* Peak GFLOP/s of the active level with nt threads: each thread times its own loop by its own CPU
+   time, the rates are summed, best of 12 runs. */
 static double peak(int nt) {
     int wide = nb_simd_active() >= NB_SIMD_AVX512;
     long iters = 4000000;
@@ -68,9 +94,9 @@ static double peak(int nt) {
         double rate = 0;
 #pragma omp parallel num_threads(nt) reduction(+ : rate)
         {
-            double t0 = now();
+            double t0 = thread_cpu();
             double sink = wide ? fma_loop_avx512(iters) : fma_loop_avx2(iters);
-            double t = now() - t0;
+            double t = thread_cpu() - t0;
             if (sink == 12345.0) printf("%g", sink);
             rate += (double)iters * 12 * (wide ? 16 : 8) * 2 / t * 1e-9;
         }
@@ -84,31 +110,39 @@ typedef struct shape {
     int ta, tb;
     int64_t M, N, K;
     float beta;
+    int64_t batch; /* > 1: that many independent products (nb_sgemm_batched; OpenBLAS in a loop) */
 } shape;
+
+static int64_t nbatch(const shape *s) { return s->batch > 1 ? s->batch : 1; }
 
 typedef void (*gemm_call)(const shape *s, const float *A, const float *B, float *C);
 
 static void call_nb(const shape *s, const float *A, const float *B, float *C) {
-    nb_sgemm(s->ta, s->tb, s->M, s->N, s->K, A, s->ta ? s->M : s->K, B, s->tb ? s->K : s->N, s->beta, C, s->N);
+    if (s->batch > 1)
+        nb_sgemm_batched(s->ta, s->tb, s->batch, s->M, s->N, s->K, A, s->ta ? s->M : s->K, s->M * s->K, B,
+                         s->tb ? s->K : s->N, s->K * s->N, s->beta, C, s->N, s->M * s->N);
+    else
+        nb_sgemm(s->ta, s->tb, s->M, s->N, s->K, A, s->ta ? s->M : s->K, B, s->tb ? s->K : s->N, s->beta, C, s->N);
 }
 
 #if NB_HAVE_OPENBLAS
 static void call_blas(const shape *s, const float *A, const float *B, float *C) {
-    cblas_sgemm(CblasRowMajor, s->ta ? CblasTrans : CblasNoTrans, s->tb ? CblasTrans : CblasNoTrans, (int)s->M,
-                (int)s->N, (int)s->K, 1.0f, A, (int)(s->ta ? s->M : s->K), B, (int)(s->tb ? s->K : s->N), s->beta,
-                C, (int)s->N);
+    for (int64_t z = 0; z < nbatch(s); z++)
+        cblas_sgemm(CblasRowMajor, s->ta ? CblasTrans : CblasNoTrans, s->tb ? CblasTrans : CblasNoTrans, (int)s->M,
+                    (int)s->N, (int)s->K, 1.0f, A + z * s->M * s->K, (int)(s->ta ? s->M : s->K), B + z * s->K * s->N,
+                    (int)(s->tb ? s->K : s->N), s->beta, C + z * s->M * s->N, (int)s->N);
 }
 #endif
 
 /* Best time of one call over repeated calls filling about `budget` seconds. */
 static double time_gemm(gemm_call f, const shape *s, const float *A, const float *B, float *C, double budget) {
-    double flop = 2.0 * s->M * s->N * s->K, best = 1e30, total = 0;
+    double flop = 2.0 * s->M * s->N * s->K * nbatch(s), best = 1e30, total = 0;
     int inner = flop < 1e7 ? 20 : 1;
     f(s, A, B, C); /* warm up: buffers, threads, caches */
     for (int rep = 0; rep < 100000 && (total < budget || rep < 3); rep++) {
-        double t0 = now();
+        double t0 = gemm_clock();
         for (int i = 0; i < inner; i++) f(s, A, B, C);
-        double t = (now() - t0) / inner;
+        double t = (gemm_clock() - t0) / inner;
         total += t * inner;
         if (t < best) best = t;
     }
@@ -116,7 +150,7 @@ static double time_gemm(gemm_call f, const shape *s, const float *A, const float
 }
 
 static void run_shape(const shape *s, double *pk) {
-    int64_t na = s->M * s->K, nb = s->K * s->N, nc = s->M * s->N;
+    int64_t na = s->M * s->K * nbatch(s), nb = s->K * s->N * nbatch(s), nc = s->M * s->N * nbatch(s);
     float *A = nb_malloc(na * sizeof(float)), *B = nb_malloc(nb * sizeof(float)), *C = nb_malloc(nc * sizeof(float));
     nb_rng r = nb_rng_make(1, 2);
     for (int64_t i = 0; i < na; i++) A[i] = nb_rng_normal(&r);
@@ -124,8 +158,9 @@ static void run_shape(const shape *s, double *pk) {
     memset(C, 0, nc * sizeof(float));
     printf("%-18s %2s %5lld %5lld %5lld", s->name, s->ta ? (s->tb ? "TT" : "TN") : (s->tb ? "NT" : "NN"),
            (long long)s->M, (long long)s->N, (long long)s->K);
-    double flop = 2.0 * s->M * s->N * s->K;
-    for (int nt = 1; nt <= 2; nt++) {
+    double flop = 2.0 * s->M * s->N * s->K * nbatch(s);
+    for (int nt = 1; nt <= (cputime_mode ? 1 : 2); nt++) {
+        cur_threads = nt;
         /* alternate the two libraries for a few rounds (this VM is noisy), keep the best of each */
         double tn = 1e30, to = 1e30;
         for (int round = 0; round < 3; round++) {
@@ -151,6 +186,7 @@ static void run_shape(const shape *s, double *pk) {
 }
 
 int main(int argc, char **argv) {
+    cputime_mode = getenv("NB_BENCH_CPUTIME") && atoi(getenv("NB_BENCH_CPUTIME"));
     double pk[2];
     pk[0] = peak(1);
     pk[1] = peak(2);
@@ -162,7 +198,8 @@ int main(int argc, char **argv) {
     printf(" (built without OpenBLAS)");
 #endif
     printf("\nmeasured FMA peak: %.1f GFLOP/s on 1 thread, %.1f on 2\n", pk[0], pk[1]);
-    printf("GFLOP/s; peak%% = nibble / measured peak at the same thread count\n");
+    printf("GFLOP/s (%s); peak%% = nibble / measured peak at the same thread count\n",
+           cputime_mode ? "CPU time / threads" : "wall time");
     printf("%-18s %2s %5s %5s %5s | %6s %6s %5s | %6s %6s %5s\n", "shape", "op", "M", "N", "K", "nb 1t", "blas", "peak",
            "nb 2t", "blas", "peak");
     if (argc >= 4) {
@@ -191,6 +228,9 @@ int main(int argc, char **argv) {
         {"decode M=1 NN", 0, 0, 1, 288, 768, 0},
         {"odd", 0, 0, 100, 101, 99, 0},
         {"odd large", 1, 1, 1000, 517, 333, 0},
+        /* attention of the tiny model as plain products: 16 x 8 heads of T = 256, head dim 8 */
+        {"attn QK^T x128", 0, 1, 256, 256, 8, 0, 128},
+        {"attn PV x128", 0, 0, 256, 8, 256, 0, 128},
     };
     for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) run_shape(&shapes[i], pk);
     return 0;

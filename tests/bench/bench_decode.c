@@ -1,0 +1,98 @@
+/* bench_decode.c: decode speed (tokens/s) of nibble's runtime for fp32 vs int8 vs int4 weights on a
+   stories260K-shaped and a 'small' (dim 288, 6 layers, 6 heads, hidden 768, vocab 512) random
+   model, 1 and 2 threads. Usage: bench_decode [tokens=256] [reps=3]. Prints one line per case and
+   the speedups over fp32 at the same thread count. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <time.h>
+
+#include "../../core/rng.h"
+#include "../../core/simd.h"
+#include "../../train/runtime.h"
+#include "../../train/runtime_io.h"
+
+static double now(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return t.tv_sec + 1e-9 * t.tv_nsec;
+}
+
+static nb_qmodel *random_model(int dim, int hidden, int layers, int heads, int kv, int vocab, int seq) {
+    nb_qconfig c = {dim, hidden, layers, heads, kv, vocab, seq, 1, 1e-5f, 10000.0f};
+    nb_qmodel *m;
+    if (nb_qmodel_new(&c, &m)) return NULL;
+    nb_rng r = nb_rng_make(1, 1);
+    nb_qtensor *ts[2 + 9 * 64];
+    int n = 0;
+    ts[n++] = &m->tok_emb;
+    ts[n++] = &m->norm;
+    for (int l = 0; l < layers; l++) {
+        nb_qlayer *L = &m->layers[l];
+        nb_qtensor *x[] = {&L->attn_norm, &L->wq, &L->wk, &L->wv, &L->wo, &L->ffn_norm, &L->w1, &L->w2, &L->w3};
+        for (int i = 0; i < 9; i++) ts[n++] = x[i];
+    }
+    for (int i = 0; i < n; i++) {
+        int64_t k = ts[i]->rows * ts[i]->cols;
+        float *d = nb_qmodel_alloc(m, (size_t)k * 4);
+        for (int64_t j = 0; j < k; j++) d[j] = ts[i]->rows == 1 ? 1.0f : 0.05f * nb_rng_normal(&r);
+        ts[i]->data = d;
+    }
+    m->classifier = m->tok_emb;
+    return m;
+}
+
+/* tokens/s of decoding n tokens one at a time (best of reps) */
+static double decode_tps(const nb_qmodel *m, int n, int reps) {
+    nb_qstate s;
+    if (nb_qstate_init(&s, m, 1)) return 0;
+    float *lg = malloc(sizeof(float) * m->cfg.vocab);
+    double best = 1e30;
+    for (int r = 0; r < reps; r++) {
+        int32_t tok = 1;
+        double t0 = now();
+        for (int p = 0; p < n; p++) {
+            nb_qmodel_forward(m, &s, &tok, 1, p, lg, 0);
+            int b = 0;
+            for (int i = 1; i < m->cfg.vocab; i++)
+                if (lg[i] > lg[b]) b = i;
+            tok = b;
+        }
+        double dt = now() - t0;
+        if (dt < best) best = dt;
+    }
+    free(lg);
+    nb_qstate_free(&s);
+    return n / best;
+}
+
+int main(int argc, char **argv) {
+    int n = argc > 1 ? atoi(argv[1]) : 256, reps = argc > 2 ? atoi(argv[2]) : 3;
+    struct { const char *name; int dim, hidden, layers, heads, kv; } shapes[] = {
+        {"stories260K", 64, 172, 5, 8, 4}, {"small", 288, 768, 6, 6, 6}};
+    struct { const char *name; nb_qtype t; int group; } types[] = {
+        {"f32", NB_QT_F32, 0}, {"int8/row", NB_QT_I8, 0}, {"q8_0", NB_QT_Q8_0, 0},
+        {"int4/g32", NB_QT_I4, 32}, {"q4_0", NB_QT_Q4_0, 0}};
+    printf("simd %s, %d decode tokens, best of %d\n", nb_simd_name(nb_simd_active()), n, reps);
+    for (size_t s = 0; s < sizeof shapes / sizeof *shapes; s++) {
+        nb_qmodel *m = random_model(shapes[s].dim, shapes[s].hidden, shapes[s].layers, shapes[s].heads, shapes[s].kv, 512,
+                                    n + 1);
+        for (int th = 1; th <= 2; th++) {
+            nb_threads_set(th);
+            double base = 0;
+            for (size_t t = 0; t < sizeof types / sizeof *types; t++) {
+                nb_qmodel *q;
+                if (nb_qmodel_quantize(m, types[t].t, types[t].group, NB_QT_F32, &q)) {
+                    fprintf(stderr, "%s\n", nb_errmsg());
+                    return 2;
+                }
+                double tps = decode_tps(q, n, reps);
+                if (t == 0) base = tps;
+                printf("%-12s threads %d  %-9s %9.1f tok/s  %.2fx fp32\n", shapes[s].name, th, types[t].name, tps,
+                       tps / base);
+                nb_qmodel_free(q);
+            }
+        }
+        nb_qmodel_free(m);
+    }
+    return 0;
+}
