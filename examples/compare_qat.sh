@@ -7,11 +7,12 @@
 #      the table and the fraction of the PTQ gap QAT recovered.
 # Runs go to OUT_DIR-fp32, OUT_DIR-ptq.h5 and OUT_DIR (the recipe's out_dir); key=value overrides
 # apply to all three. Environment: NIBBLE (default: build/nibble, else nibble on PATH),
-# PTQ_FLAGS (e.g. --mse), EVAL_DATA (default: the recipe's data.val).
+# PTQ_FLAGS (e.g. --mse), EVAL_DATA (default: the recipe's data.val, else the val split of the
+# fp32 run's prepared .tokens.h5).
 # Run from the project root:  examples/compare_qat.sh examples/recipes/stories260k_qat_int4.yaml
 set -euo pipefail
 if [ $# -lt 1 ] || [ "$1" = "-h" ] || [ "$1" = "--help" ]; then
-    sed -n '2,11p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//'
     exit $(( $# < 1 ))
 fi
 R=$1
@@ -26,7 +27,6 @@ key() { printf '%s\n' "$cfg" | awk -v s="$1" -v k="$2" '
         v = substr(line, length(k) + 3); gsub(/^"|"$/, "", v); print v; exit }'; }
 OUT=$(key "" out_dir)
 VAL=${EVAL_DATA:-$(key data val)}
-[ -n "$VAL" ] || { echo "compare_qat.sh: $R has no data.val; set EVAL_DATA=FILE" >&2; exit 1; }
 t0=$(date +%s)
 echo "== fp32: $R quant.enabled=false -> $OUT-fp32"
 "$NIBBLE" train "$R" "$@" quant.enabled=false out_dir="$OUT-fp32" --quiet
@@ -36,6 +36,11 @@ echo "== PTQ: $OUT-fp32/latest.h5 -> $OUT-ptq.h5"
 echo "== QAT: $R -> $OUT"
 "$NIBBLE" train "$R" "$@" --quiet
 t2=$(date +%s)
+if [ -z "$VAL" ]; then # no data.val: the val split of the fp32 run's prepared dataset
+    CACHE=$(key data cache_dir)
+    VAL=$(ls -t "${CACHE:-$OUT-fp32}"/*.tokens.h5 2>/dev/null | head -1)
+    [ -n "$VAL" ] || { echo "compare_qat.sh: no validation data found; set EVAL_DATA=FILE" >&2; exit 1; }
+fi
 echo "== eval on $VAL"
 "$NIBBLE" eval --compare "$OUT-fp32/latest.h5" "$OUT-ptq.h5" "$OUT/latest.h5" --data "$VAL"
 echo "wall: fp32 run $((t1 - t0)) s, QAT run $((t2 - t1)) s (PTQ included)"

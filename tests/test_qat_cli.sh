@@ -60,6 +60,18 @@ l_off=$(grep '"val_loss"' "$W/fp32/metrics.jsonl" | tail -1 | python3 -c "import
 l_plain=$(grep '"val_loss"' "$W/plain/metrics.jsonl" | tail -1 | python3 -c "import json,sys; print(json.load(sys.stdin)['val_loss'])")
 [ "$l_off" = "$l_plain" ] || fail "quant.enabled=false val_loss $l_off != plain fp32 $l_plain"
 
+# --- distillation from the frozen starting model: at step 1 student == teacher, so KL = 0 and the
+#     loss is alpha * CE exactly
+run "$NIBBLE" train "$W/plain.yaml" out_dir="$W/kd" distill.enabled=true distill.alpha=0.25 distill.temperature=2 --quiet
+python3 - "$W/plain/metrics.jsonl" "$W/kd/metrics.jsonl" <<'EOF2' || fail "distillation loss at step 1 is not alpha * CE"
+import json, sys
+first = lambda p: next(json.loads(l)["loss"] for l in open(p) if '"loss"' in l)
+ce, kd = first(sys.argv[1]), first(sys.argv[2])
+assert abs(kd - 0.25 * ce) < 1e-5 * ce, (kd, ce)
+EOF2
+"$NIBBLE" train "$W/plain.yaml" out_dir="$W/kd2" distill.enabled=true distill.data_free=true --quiet > /dev/null 2>&1 \
+    && fail "distill.data_free accepted"
+
 # --- ptq: the checkpoint evaluates as the fake-quantized original
 FP=$W/fp32/latest.h5
 run "$NIBBLE" ptq "$FP" --recipe "$W/r.yaml" -o "$W/ptq.h5"
