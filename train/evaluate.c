@@ -222,6 +222,8 @@ nb_status nb_model_open_any(const char *path, const char *tokenizer_path, nb_mod
         if (s != NB_OK) nb_model_free(m);
         return s;
     }
-    return nb_fail(NB_EUNSUPPORTED, "%s: not a nibble checkpoint or llama2.c model (exports are not supported here yet)",
+    return nb_fail(NB_EFORMAT,
+                   "%s: unknown model format: not a nibble checkpoint, a llama2.c model (.bin) or an export (GGUF, "
+                   "nibble export .h5, llama2.c version-2 .bin)",
                    path);
 }
