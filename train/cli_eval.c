@@ -9,14 +9,15 @@
 #include "cli.h"
 #include "eval_compare.h"
 #include "evaluate.h"
+#include "export.h"
 #include "qat_ckpt.h"
 
 static void usage(FILE *f) {
     fprintf(f,
             "usage: nibble eval MODEL [MODEL ...] --data TEXT_OR_H5 [--json] [options]\n"
             "  Mean cross-entropy (nats/token) and perplexity of each model on the data.\n"
-            "  MODEL        a nibble checkpoint (.h5), a llama2.c model.bin (with --tokenizer), or an\n"
-            "               export (nibble .h5 export, GGUF, llama2.c int8) run by the integer runtime\n"
+            "  MODEL        a nibble checkpoint (.h5), a llama2.c model.bin (with --tokenizer), or an export\n"
+            "               (GGUF, nibble export .h5, llama2.c version-2 .bin) run by the integer runtime\n"
             "  --data F     text (tokenized with each model's own tokenizer; a line <|endoftext|>\n"
             "               separates documents, each starting with BOS when the tokenizer has one)\n"
             "               or a prepared .h5 token dataset (its tokenizer must match the model's)\n"
@@ -43,10 +44,9 @@ typedef nb_eval_row row;
 
 static nb_status eval_one(const char *path, const char *data, const char *split, const char *tok_path, int T, int B,
                           int64_t max_windows, int fp32, row *out) {
-    if (!nb_is_training_model(path)) {
-        /* an export: the integer runtime computes the loss */
-        nb_status s = nb_eval_export(path, tok_path, data, split, T, &out->loss, &out->tokens);
-        return s == NB_OK ? s : nb_fail_prefix(s, "%s", path);
+    if (nb_export_is_file(path)) { /* GGUF, nibble export, llama2.c v2: the integer runtime */
+        out->quantized = 1;
+        return nb_export_eval(path, data, split, tok_path, T, max_windows, &out->loss, &out->tokens);
     }
     nb_model m;
     nb_tokenizer *tok = NULL;

@@ -224,72 +224,9 @@ nb_status nb_model_open_any(const char *path, const char *tokenizer_path, nb_mod
         if (s != NB_OK) nb_model_free(m);
         return s;
     }
-    return nb_fail(NB_EUNSUPPORTED, "%s: not a nibble checkpoint or llama2.c model (exports are not supported here yet)",
+    return nb_fail(NB_EFORMAT,
+                   "%s: unknown model format: not a nibble checkpoint, a llama2.c model (.bin) or an export (GGUF, "
+                   "nibble export .h5, llama2.c version-2 .bin)",
                    path);
 }
 
-int nb_is_training_model(const char *path) {
-    if (nb_file_is_hdf5(path)) {
-        nb_ckpt *c = NULL;
-        if (nb_ckpt_open(path, &c) != NB_OK) return 0;
-        nb_ckpt_close(c);
-        return 1;
-    }
-    nb_model_config cfg;
-    int ok = ends_with(path, ".bin") && nb_llama2c_read_config(path, &cfg) == NB_OK;
-    nb_clear_error();
-    return ok;
-}
-
-/* the tokenizer group an export may carry */
-static nb_status export_tokenizer(const char *path, nb_tokenizer **tok) {
-    if (!nb_file_is_hdf5(path)) return NB_EINVAL;
-    nb_h5_quiet();
-    hid_t f = H5Fopen(path, H5F_ACC_RDONLY, H5P_DEFAULT);
-    if (f < 0) return NB_EINVAL;
-    nb_status s = NB_EINVAL;
-    if (H5Lexists(f, "tokenizer", H5P_DEFAULT) > 0) {
-        hid_t g = H5Gopen2(f, "tokenizer", H5P_DEFAULT);
-        if (g >= 0) {
-            s = nb_tokenizer_load_h5(g, tok);
-            H5Gclose(g);
-        }
-    }
-    H5Fclose(f);
-    return s;
-}
-
-nb_status nb_eval_export(const char *path, const char *tok_spec, const char *data, const char *split, int T,
-                         double *loss, int64_t *n_targets) {
-    nb_qmodel *qm = NULL;
-    nb_tokenizer *tok = NULL;
-    nb_tokens toks;
-    memset(&toks, 0, sizeof toks);
-    const char *l2c_tok = tok_spec && strncmp(tok_spec, "llama2c:", 8) == 0 ? tok_spec + 8 : tok_spec;
-    nb_status s = nb_qmodel_open(path, l2c_tok, &qm);
-    if (s == NB_OK) {
-        if (ends_with(data, ".h5")) {
-            s = nb_dataset_open_split(data, split ? split : "val", &toks);
-        } else {
-            if (tok_spec) s = tokenizer_open(tok_spec, &tok);
-            else if (export_tokenizer(path, &tok) != NB_OK)
-                s = nb_fail(NB_EINVAL, "%s carries no tokenizer: give --tokenizer or a prepared .h5 dataset", path);
-            if (s == NB_OK) s = nb_text_tokenize_file(tok, data, &toks);
-        }
-    }
-    if (s == NB_OK) {
-        for (int64_t i = 0; i < toks.n && s == NB_OK; i++)
-            if (toks.ids[i] < 0 || toks.ids[i] >= qm->cfg.vocab)
-                s = nb_fail(NB_EINVAL, "eval: token %lld of %s is %d, outside the model's vocabulary 0..%d",
-                            (long long)i, data, toks.ids[i], qm->cfg.vocab - 1);
-    }
-    if (s == NB_OK) {
-        int window = T > 0 && T + 1 < qm->cfg.seq_len ? T + 1 : qm->cfg.seq_len;
-        double top1 = 0.0;
-        s = nb_runtime_eval_tokens(qm, toks.ids, toks.n, window, loss, &top1, n_targets);
-    }
-    nb_tokens_free(&toks);
-    nb_tokenizer_free(tok);
-    nb_qmodel_free(qm);
-    return s;
-}

@@ -36,15 +36,5 @@ nb_status nb_generate(nb_model *m, const nb_tokenizer *tok, const char *prompt, 
    seam for export files: other formats give NB_EUNSUPPORTED naming the file for now. */
 nb_status nb_model_open_any(const char *path, const char *tokenizer_path, nb_model *m, nb_tokenizer **tok);
 
-/* Is path a model the training code loads (nibble checkpoint or llama2.c fp32 .bin)? Other files
-   (nibble exports, GGUF, llama2.c int8) go to the integer runtime (nb_eval_export). */
-int nb_is_training_model(const char *path);
-
-/* Loss of an exported model with the integer runtime (train/runtime.h): tokens from a prepared .h5
-   dataset (split, NULL = "val"), or from text tokenized with tok_spec ("llama2c:PATH", "byte", a
-   bare tokenizer.bin path) or with the export's stored /tokenizer group. Windows of T + 1 tokens
-   (T <= 0: the model's seq_len), each predicting its tokens after the first. */
-nb_status nb_eval_export(const char *path, const char *tok_spec, const char *data, const char *split, int T,
-                         double *loss, int64_t *n_targets);
 
 #endif
