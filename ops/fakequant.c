@@ -137,6 +137,7 @@ static void fq_forward(nb_node *n) {
 static void fq_backward(nb_node *n) {
     const nb_fq *c = n->p[0];
     nb_tensor *x = n->in[0];
+    if (n->i[0]) return; /* STE: the output shares x's gradient buffer */
     nb_tensor *sc = n->n_in > 1 ? n->in[1] : NULL, *zt = n->n_in > 2 ? n->in[2] : NULL;
     float *dx = x->requires_grad ? x->grad : nb_tape_alloc(n->tape, nb_numel(x) * sizeof(float));
     if (!dx) return;
@@ -174,9 +175,16 @@ nb_tensor *nb_fakequant(nb_tape *t, nb_tensor *x, const nb_fq *c, nb_tensor *sca
     nb_fq *cc = nb_tape_alloc(t, sizeof *cc);
     if (!y || !cc) return NULL;
     *cc = *c;
+    /* The straight-through estimator passes dy unchanged to x (for any lambda: 1 - lambda + lambda)
+       and gives the scales nothing: the output shares x's gradient buffer, as reshape does, so
+       the backward has no pass to make and no buffer to zero. */
+    int share = (c->spec.format != NB_QFMT_INT || c->est == NB_QEST_STE) && t->recording && x->requires_grad &&
+                !(scale && scale->requires_grad) && !(zero && zero->requires_grad);
+    if (share && !(y->grad = nb_grad(t, x))) return NULL;
     nb_node *n = nb_tape_push(t, &nb_op_fakequant, y, x, scale, zero);
     if (!n) return NULL;
     n->p[0] = cc;
+    n->i[0] = share;
     fq_forward(n);
     return t->status == NB_OK ? y : NULL;
 }
@@ -194,9 +202,12 @@ static void fqt_forward(nb_node *n) {
         for (int64_t i = 0; i < nb_numel(x); i++) y[i] = xd[i] + lam * (y[i] - xd[i]);
 }
 
-static void fqt_backward(nb_node *n) { /* STE: dx += dy */
+/* STE: dx += dy for any lambda (1 - lambda + lambda). The output shares x's gradient buffer
+   while recording (nb_fakequant_token), so this only runs for an output made without one. */
+static void fqt_backward(nb_node *n) {
     nb_tensor *x = n->in[0];
     const float *dy = n->out->grad;
+    if (dy == x->grad) return;
     for (int64_t i = 0; i < nb_numel(x); i++) x->grad[i] += dy[i];
 }
 
@@ -212,6 +223,7 @@ nb_tensor *nb_fakequant_token(nb_tape *t, nb_tensor *x, const nb_qspec *spec, fl
     nb_qspec *sc = nb_tape_alloc(t, sizeof *sc);
     if (!y || !sc) return NULL;
     *sc = *spec;
+    if (t->recording && x->requires_grad && !(y->grad = nb_grad(t, x))) return NULL;
     nb_node *n = nb_tape_push(t, &nb_op_fakequant_token, y, x, NULL, NULL);
     if (!n) return NULL;
     n->p[0] = sc;

@@ -7,6 +7,7 @@
 #include "../core/fp16.h"
 #include "../core/quant_blocks.h"
 #include "../ops/fakequant.h"
+#include "../ops/ops.h"
 #include "../train/model.h"
 #include "../train/optim.h"
 #include "../train/qat.h"
@@ -67,6 +68,32 @@ START_TEST(test_ste_and_clipped) {
     run_fq(&c, NULL, dx, &ds, NULL, y);
     ck_assert_float_eq_tol(y[2], 10.0f + 0.25f * (3.5f - 10.0f), 1e-6f);
     ck_assert(dx[0] == 1.0f && dx[2] == 0.75f * 0.5f && dx[3] == -0.75f);
+}
+END_TEST
+
+/* STE outputs share x's gradient buffer (no backward pass): gradients from the fake-quant output
+   and from another use of x must both land in x->grad, for any lambda, weight or per-token op. */
+START_TEST(test_ste_shared_gradient) {
+    env e;
+    env_init(&e);
+    int64_t rows = 3, cols = 32;
+    nb_tensor *x = leaf(&e, 2, (int64_t[]){rows, cols}, NULL, 1);
+    nbt_fill(x->data, rows * cols, 5);
+    float sc[3] = {0.1f, 0.2f, 0.05f};
+    nb_tensor *s = leaf(&e, 1, (int64_t[]){3}, sc, 0);
+    nb_fq c = {.spec = {.bits = 4, .symmetric = 1, .gran = NB_QGRAN_ROW}, .est = NB_QEST_STE, .lambda = 0.5f};
+    nb_qspec t8 = {.bits = 8, .symmetric = 1, .gran = NB_QGRAN_ROW};
+    nb_tensor *w = nb_fakequant(&e.t, x, &c, s, NULL);
+    nb_tensor *a = nb_fakequant_token(&e.t, x, &t8, 1.0f);
+    ck_assert(w && a);
+    ck_assert_ptr_eq(w->grad, x->grad);
+    ck_assert_ptr_eq(a->grad, x->grad);
+    /* loss = sum(w) + 2 sum(a) + 3 sum(x): dx = 1 + 2 + 3 everywhere */
+    nb_tensor *l = nb_add(&e.t, nb_add(&e.t, nb_sum(&e.t, w), nb_scale(&e.t, nb_sum(&e.t, a), 2.0f)),
+                          nb_scale(&e.t, nb_sum(&e.t, x), 3.0f));
+    ck_assert_int_eq(nb_backward(&e.t, l, NULL), NB_OK);
+    for (int64_t i = 0; i < rows * cols; i++) ck_assert_float_eq_tol(x->grad[i], 6.0f, 1e-6f);
+    env_free(&e);
 }
 END_TEST
 
@@ -648,6 +675,106 @@ START_TEST(test_model_end_to_end) {
 }
 END_TEST
 
+/* quantize_embeddings on an untied model: the lookup reads the fake-quantized table (the loss
+   changes, the table gets a gradient through the fake-quant), and the decoder's lookup agrees with
+   the tape forward. Sharing one per-token activation fake-quant between wq/wk/wv and w1/w3 gives
+   the same logits as quantizing each input separately. */
+START_TEST(test_embedding_hook_and_shared_acts) {
+    nb_model_config mc;
+    nb_model_config_defaults(&mc);
+    mc.dim = 32, mc.n_layers = 1, mc.n_heads = 2, mc.n_kv_heads = 2, mc.hidden_dim = 64, mc.vocab_size = 40;
+    mc.seq_len = 8;
+    mc.tied = 0;
+    nb_model m;
+    ck_assert_int_eq(nb_model_init(&m, &mc), NB_OK);
+    nb_model_init_random(&m, 0.3f, 9);
+    nb_recipe_quant c = base_cfg();
+    c.weights[0] = rule("tok_emb", 2, "channel", 0);
+    c.n_weight_rules = 1;
+    nb_qat *q = NULL;
+    ck_assert_int_eq(nb_qat_build(&c, &m.params, 0.0f, &q), NB_EINVAL); /* not opted in */
+    c.quantize_embeddings = 1;
+    ck_assert_msg(nb_qat_build(&c, &m.params, 0.0f, &q) == NB_OK, "%s", nb_errmsg());
+    env e;
+    env_init(&e);
+    int T = 8;
+    int32_t ids[8] = {1, 5, 9, 13, 2, 39, 0, 7};
+    nb_tensor idt = nb_tensor_wrap(ids, NB_I32, 2, (int64_t[]){1, T});
+    nb_tensor *l0, *l1;
+    nb_tape_grad(&e.t, 0);
+    ck_assert_int_eq(nb_model_forward(&e.t, &m, &idt, NULL, &l0, NULL), NB_OK);
+    m.qat = q;
+    nb_qat_begin_step(q, 0, NULL);
+    ck_assert_int_eq(nb_model_forward(&e.t, &m, &idt, NULL, &l1, NULL), NB_OK);
+    double diff = 0;
+    for (int i = 0; i < T * 40; i++) diff = fmax(diff, fabs(nb_f32(l0)[i] - nb_f32(l1)[i]));
+    ck_assert_msg(diff > 1e-3, "2-bit embedding table changed nothing (%g)", diff);
+    nb_decoder d;
+    ck_assert_int_eq(nb_decoder_init(&d, &m, T), NB_OK);
+    double md = 0;
+    for (int t = 0; t < T; t++) {
+        const float *lg;
+        ck_assert_int_eq(nb_model_decode(&d, ids[t], t, &lg), NB_OK);
+        for (int v = 0; v < 40; v++) md = fmax(md, fabs(lg[v] - nb_f32(l1)[t * 40 + v]));
+    }
+    nb_decoder_free(&d);
+    ck_assert_msg(md < 1e-4, "decoder vs forward with a quantized embedding: %g", md);
+    /* gradient reaches the table through the fake-quant (STE) */
+    nb_tape_grad(&e.t, 1);
+    nb_arena_reset(&e.a);
+    nb_tape_reset(&e.t);
+    nb_paramset_zero_grad(&m.params);
+    nb_tensor *lg, *loss;
+    ck_assert_int_eq(nb_model_forward(&e.t, &m, &idt, &idt, &lg, &loss), NB_OK);
+    ck_assert_int_eq(nb_backward(&e.t, loss, NULL), NB_OK);
+    const float *g = nb_model_param(&m, m.tok_emb)->grad;
+    double gs = 0;
+    for (int i = 0; i < 40 * 32; i++) gs += fabs(g[i]);
+    ck_assert(gs > 0);
+    nb_qat_free(q);
+
+    /* shared per-token activations: the same logits as one fake-quant per weight. A rule whose
+       tail differs (irrelevant to per-token grids) is not shared, so it serves as the reference. */
+    nb_recipe_quant a = base_cfg();
+    a.acts[0] = rule("*.wk", 4, "token", 0);
+    a.acts[1] = rule("*.w3", 4, "token", 0);
+    a.acts[2] = rule("*", 4, "token", 0);
+    a.n_act_rules = 3;
+    nb_tensor *ls[2];
+    int nodes[2];
+    nb_arena a2;
+    nb_tape t2;
+    nb_arena_init(&a2, 1 << 16);
+    nb_tape_init(&t2, &a2);
+    for (int pass = 0; pass < 2; pass++) {
+        if (pass == 1) {
+            snprintf(a.acts[0].tail, 16, "short_group");
+            snprintf(a.acts[1].tail, 16, "short_group");
+        }
+        ck_assert_int_eq(nb_qat_build(&a, &m.params, 0.0f, &q), NB_OK);
+        ck_assert(nb_qat_act_shared(q, m.layers[0].wq, m.layers[0].wv));
+        ck_assert(nb_qat_act_shared(q, m.layers[0].wq, m.layers[0].wk) == (pass == 0));
+        m.qat = q;
+        nb_qat_begin_step(q, 0, NULL);
+        nb_tape *tp = pass ? &t2 : &e.t;
+        nb_tape_grad(tp, 1);
+        nb_arena_reset(tp->arena);
+        nb_tape_reset(tp);
+        ck_assert_int_eq(nb_model_forward(tp, &m, &idt, NULL, &ls[pass], NULL), NB_OK);
+        nodes[pass] = tp->n_nodes;
+        nb_qat_free(q);
+        m.qat = NULL;
+    }
+    ck_assert(nb_qat_act_shared(NULL, 1, 2));
+    ck_assert_msg(nodes[0] + 3 == nodes[1], "fake-quant nodes: shared %d, separate %d", nodes[0], nodes[1]);
+    ck_assert(!memcmp(ls[0]->data, ls[1]->data, (size_t)T * 40 * sizeof(float)));
+    nb_tape_free(&t2);
+    nb_arena_free(&a2);
+    env_free(&e);
+    nb_model_free(&m);
+}
+END_TEST
+
 /* static activations with learned quantizers through the hook: PACT's alpha and LSQ+'s scale and
    offset are parameters, initialised from the observer, learning after the warm-up */
 START_TEST(test_act_learned) {
@@ -707,6 +834,7 @@ END_TEST
 
 NB_SUITE("fakequant") {
     tcase_add_test(tc, test_ste_and_clipped);
+    tcase_add_test(tc, test_ste_shared_gradient);
     tcase_add_test(tc, test_lsq_scale_gradient);
     tcase_add_test(tc, test_pact);
     tcase_add_test(tc, test_op_matches_quantizer);
@@ -719,4 +847,5 @@ NB_SUITE("fakequant") {
     tcase_add_test(tc, test_state_ptq_diag);
     tcase_add_test(tc, test_act_learned);
     tcase_add_test(tc, test_model_end_to_end);
+    tcase_add_test(tc, test_embedding_hook_and_shared_acts);
 }

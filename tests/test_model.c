@@ -559,6 +559,48 @@ START_TEST(test_ckpt_bad_files) {
 }
 END_TEST
 
+/* The tokenizer travels with the checkpoint; one larger than the model's vocabulary is refused. */
+START_TEST(test_ckpt_tokenizer) {
+    char path[512];
+    tmp_path(path, sizeof path, "tok.h5");
+    nb_tokenizer *tok, *back;
+    ck_assert_int_eq(nb_tokenizer_llama2c_load(NB_TEST_DATA("stories260K/tok512.bin"), 0, &tok), NB_OK);
+    for (int vocab = 512; vocab >= 511; vocab--) {
+        nb_model m;
+        nb_model_config cfg = tiny_config(1);
+        cfg.vocab_size = vocab;
+        ck_assert_int_eq(nb_model_init(&m, &cfg), NB_OK);
+        nb_ckpt_contents c = {.config = m.cfg, .params = &m.params, .tokenizer = tok};
+        ck_assert_int_eq(nb_ckpt_save(path, &c), NB_OK);
+        nb_ckpt *ck;
+        ck_assert_int_eq(nb_ckpt_open(path, &ck), NB_OK);
+        ck_assert(nb_ckpt_has_tokenizer(ck));
+        nb_status s = nb_ckpt_read_tokenizer(ck, &back);
+        if (vocab == 512) {
+            ck_assert_int_eq(s, NB_OK);
+            int32_t *a, *b;
+            int64_t na, nb2;
+            const char *text = "Once upon a time, there was a little girl named Lily.";
+            ck_assert_int_eq(nb_tokenizer_encode(tok, text, strlen(text), 1, 0, &a, &na), NB_OK);
+            ck_assert_int_eq(nb_tokenizer_encode(back, text, strlen(text), 1, 0, &b, &nb2), NB_OK);
+            ck_assert_int_eq(na, nb2);
+            ck_assert_int_eq(memcmp(a, b, (size_t)na * sizeof *a), 0);
+            nb_free(a);
+            nb_free(b);
+            nb_tokenizer_free(back);
+        } else {
+            ck_assert_int_eq(s, NB_EFORMAT);
+            ck_assert_ptr_nonnull(strstr(nb_errmsg(), "512 tokens, more than the model's vocab_size 511"));
+            ck_assert_ptr_null(back);
+        }
+        nb_ckpt_close(ck);
+        nb_model_free(&m);
+    }
+    nb_tokenizer_free(tok);
+    unlink(path);
+}
+END_TEST
+
 /* A write that fails (file size limit = the disk filling up) leaves the old checkpoint intact. */
 START_TEST(test_ckpt_atomic_write) {
     char path[512], tmp[600];
@@ -898,6 +940,7 @@ NB_SUITE("model") {
     tcase_add_test(tc, test_ckpt_round_trip);
     tcase_add_test(tc, test_ckpt_bad_files);
     tcase_add_test(tc, test_ckpt_atomic_write);
+    tcase_add_test(tc, test_ckpt_tokenizer);
     tcase_add_test(tc, test_forward_matches_reference);
     tcase_add_test(tc, test_decode_equals_forward_random);
     tcase_add_test(tc, test_model_gradient);

@@ -5,6 +5,9 @@
 #include "../core/fp16.h"
 #include "../core/simd.h"
 #include "../ops/kernels/qdot.h"
+#include "../train/checkpoint.h"
+#include "../train/model.h"
+#include "../data/tokenizer.h"
 #include "rt_util.h"
 
 static const int sizes[] = {1, 3, 7, 17, 33, 100, 1000};
@@ -55,9 +58,11 @@ START_TEST(test_block_dot_twins) {
     float *x = malloc(sizeof(float) * n), *w = malloc(sizeof(float) * n);
     nbt_fill(x, n, 11);
     nbt_fill(w, n, 12);
-    char *raw = malloc(nbk * 34 * 3 + 16);
-    nb_block_q8_0 *xq = (nb_block_q8_0 *)(raw + 1), *wq = (nb_block_q8_0 *)(raw + 1 + nbk * 34);
-    nb_block_q4_0 *w4 = (nb_block_q4_0 *)(raw + 3 + 2 * nbk * 34);
+    char *raw = malloc(nbk * 34 * 3 + 32);
+    /* blocks are 2-byte aligned (fp16 scale) but nothing more: 34- and 18-byte strides from odd
+       multiples of 2 keep every 32-byte load unaligned */
+    nb_block_q8_0 *xq = (nb_block_q8_0 *)(raw + 2), *wq = (nb_block_q8_0 *)(raw + 6 + nbk * 34);
+    nb_block_q4_0 *w4 = (nb_block_q4_0 *)(raw + 10 + 2 * nbk * 34);
     nb_block_q8_0 *xr = malloc(sizeof(nb_block_q8_0) * nbk);
     nb_quantize_row_q8_0_ref(w, wq, n);
     nb_quantize_row_q4_0_ref(w, w4, n);
@@ -350,6 +355,7 @@ START_TEST(test_eval_and_info) {
     char *info;
     ck_assert_int_eq(nb_runtime_info(m, 1, &info), NB_OK);
     ck_assert_ptr_nonnull(strstr(info, "\"dim\": 64"));
+    ck_assert_ptr_nonnull(strstr(info, "\"format\": \"llama2c-fp32\""));
     ck_assert_ptr_nonnull(strstr(info, "layers.4.ffn.w3"));
     nb_free(info);
     ck_assert_int_eq(nb_runtime_info(m, 0, &info), NB_OK);
@@ -383,7 +389,31 @@ START_TEST(test_sampling_deterministic) {
 }
 END_TEST
 
+START_TEST(test_from_training_model) {
+    /* the training model's llama2.c import and the runtime's own loader agree bit for bit */
+    nb_model tm;
+    memset(&tm, 0, sizeof tm);
+    ck_assert_msg(nb_model_load_file(RT_MODEL, &tm) == NB_OK, "%s", nb_errmsg());
+    nb_tokenizer *tok;
+    ck_assert_int_eq(nb_tokenizer_llama2c_load(RT_TOK, 512, &tok), NB_OK);
+    nb_qmodel *a, *b;
+    ck_assert_msg(nb_qmodel_from_model(&tm, tok, &a) == NB_OK, "%s", nb_errmsg());
+    ck_assert_int_eq(nb_qmodel_from_llama2c(RT_MODEL, RT_TOK, &b), NB_OK);
+    int32_t seq[6] = {1, 403, 407, 261, 378, 432};
+    float *la = rt_logits(a, seq, 6, 6), *lb = rt_logits(b, seq, 6, 6);
+    ck_assert_int_eq(memcmp(la, lb, sizeof(float) * 6 * 512), 0);
+    ck_assert(nb_tokenizer_equal(a->tok, tok));
+    ck_assert_str_eq(a->vocab.pieces[407], " upon");
+    free(la), free(lb);
+    nb_qmodel_free(a);
+    nb_qmodel_free(b);
+    nb_tokenizer_free(tok);
+    nb_model_free(&tm);
+}
+END_TEST
+
 NB_SUITE("runtime") {
+    tcase_add_test(tc, test_from_training_model);
     tcase_add_test(tc, test_isum_twins);
     tcase_add_test(tc, test_block_dot_twins);
     tcase_add_test(tc, test_group_dot_twins);

@@ -16,6 +16,11 @@ static double now_ms(void) {
     clock_gettime(CLOCK_MONOTONIC, &ts);
     return ts.tv_sec * 1e3 + ts.tv_nsec * 1e-6;
 }
+static double cpu_ms(void) { /* all threads of the process */
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return ts.tv_sec * 1e3 + ts.tv_nsec * 1e-6;
+}
 
 nb_status nb_bench_model(const char *name, nb_model_config *mc, int *batch) {
     nb_model_config_defaults(mc);
@@ -157,13 +162,14 @@ nb_status nb_bench_train(const nb_bench_config *c, nb_bench_result *r) {
     ids = nb_malloc((size_t)B * T * sizeof *ids);
     tgt = nb_malloc((size_t)B * T * sizeof *tgt);
     int total = c->warmup + c->steps;
-    times = nb_malloc((size_t)c->steps * (5 + 2 * NB_BENCH_MAX_OPS) * sizeof *times);
+    times = nb_malloc((size_t)c->steps * (6 + 2 * NB_BENCH_MAX_OPS) * sizeof *times);
     if (!ids || !tgt || !times) {
         st = nb_fail(NB_ENOMEM, "bench: batch buffers");
         goto fail;
     }
     double *step_t = times, *fwd_t = times + c->steps, *bwd_t = fwd_t + c->steps, *opt_t = bwd_t + c->steps;
-    double *fq_t = opt_t + c->steps, *opf = fq_t + c->steps, *opb = opf + (size_t)c->steps * NB_BENCH_MAX_OPS;
+    double *fq_t = opt_t + c->steps, *cpu_t = fq_t + c->steps, *opf = cpu_t + c->steps;
+    double *opb = opf + (size_t)c->steps * NB_BENCH_MAX_OPS;
     prof p;
     memset(&p, 0, sizeof p);
     if (c->profile) {
@@ -180,7 +186,7 @@ nb_status nb_bench_train(const nb_bench_config *c, nb_bench_result *r) {
         if (s == c->warmup) mallocs0 = a.n_mallocs;
         memset(p.fwd, 0, sizeof p.fwd);
         memset(p.bwd, 0, sizeof p.bwd);
-        double t0 = now_ms();
+        double c0 = cpu_ms(), t0 = now_ms();
         nb_arena_reset(&a);
         nb_tape_reset(&t);
         nb_qat_begin_step(q, s, NULL);
@@ -194,11 +200,12 @@ nb_status nb_bench_train(const nb_bench_config *c, nb_bench_result *r) {
         double t2 = now_ms();
         nb_optim_step(&o, 1e-3f, 1.0f);
         nb_optim_zero_grad(&o);
-        double t3 = now_ms();
+        double t3 = now_ms(), c3 = cpu_ms();
         if (s == 0) r->first_loss = nb_f32(loss)[0];
         r->last_loss = nb_f32(loss)[0];
         if (s < c->warmup) continue;
         int k = s - c->warmup;
+        cpu_t[k] = c3 - c0;
         step_t[k] = t3 - t0, fwd_t[k] = t1 - t0, bwd_t[k] = t2 - t1, opt_t[k] = t3 - t2;
         fq_t[k] = 0;
         for (int j = 0; j < NB_BENCH_MAX_OPS; j++) {
@@ -211,6 +218,7 @@ nb_status nb_bench_train(const nb_bench_config *c, nb_bench_result *r) {
     r->arena_peak = a.peak;
     r->step_ms = median(step_t, c->steps);
     r->min_ms = step_t[0]; /* sorted by median() */
+    r->cpu_ms = median(cpu_t, c->steps);
     r->fwd_ms = median(fwd_t, c->steps);
     r->bwd_ms = median(bwd_t, c->steps);
     r->opt_ms = median(opt_t, c->steps);

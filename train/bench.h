@@ -29,6 +29,7 @@ typedef struct nb_bench_result {
     double flops;              /* per step: 6 * matrix params * B*T + 6 * L * B * T^2 * C */
     double step_ms;            /* median over the timed steps */
     double min_ms;
+    double cpu_ms;             /* median CPU time of a step, all threads (robust on a busy machine) */
     double tokens_per_s;       /* B*T / median step */
     double gflops;             /* flops / median step */
     double peak_rss_mb;        /* getrusage ru_maxrss at the end */

@@ -67,6 +67,10 @@ typedef struct nb_ckpt_contents {
    write fails, NB_EINVAL for bad names; in both cases no PATH.tmp-<pid> is left behind. */
 nb_status nb_ckpt_save(const char *path, const nb_ckpt_contents *c);
 
+/* Recomputes the seal of a checkpoint edited on purpose outside nibble (e.g. attributes changed
+   with h5py; HDF5 keeps the user block). NB_EFORMAT when the file has no nibble header. */
+nb_status nb_ckpt_seal_file(const char *path);
+
 /* ---- reading ---- */
 
 typedef struct nb_ckpt nb_ckpt; /* an open checkpoint (opaque) */
@@ -105,7 +109,8 @@ nb_status nb_ckpt_read_attr(nb_ckpt *c, const char *key, char **value);
 nb_status nb_ckpt_attr_names(nb_ckpt *c, int *n, char ***names);
 void nb_ckpt_free_names(int n, char **names);
 int nb_ckpt_has_tokenizer(nb_ckpt *c);
-/* The stored tokenizer (NB_EFORMAT when there is none). */
+/* The stored tokenizer (NB_EFORMAT when there is none, or when it has more tokens than the
+   model's vocab_size: a model may have a padded vocabulary, never a smaller one). */
 nb_status nb_ckpt_read_tokenizer(nb_ckpt *c, nb_tokenizer **out);
 
 /* ---- whole models ---- */

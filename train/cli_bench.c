@@ -78,18 +78,18 @@ int nb_cmd_bench(int argc, char **argv) {
     if (json) {
         printf("{\"framework\": \"nibble\", \"model\": \"%s\", \"quant\": \"%s\", \"threads\": %d, \"simd\": \"%s\", "
                "\"batch\": %d, \"seq\": %d, \"steps\": %d, \"step_ms\": %.3f, \"min_step_ms\": %.3f, "
-               "\"tokens_per_s\": %.1f, \"gflops\": %.2f, \"peak_rss_mb\": %.1f, \"forward_ms\": %.3f, "
+               "\"cpu_ms\": %.3f, \"tokens_per_s\": %.1f, \"gflops\": %.2f, \"peak_rss_mb\": %.1f, \"forward_ms\": %.3f, "
                "\"backward_ms\": %.3f, \"optimizer_ms\": %.3f, \"params\": %lld, \"arena_mb\": %.1f, "
                "\"arena_mallocs\": %ld, \"first_loss\": %.4f, \"last_loss\": %.4f}\n",
-               c.model, c.quant, r.threads, simd, r.B, r.T, c.steps, r.step_ms, r.min_ms, r.tokens_per_s, r.gflops,
+               c.model, c.quant, r.threads, simd, r.B, r.T, c.steps, r.step_ms, r.min_ms, r.cpu_ms, r.tokens_per_s, r.gflops,
                r.peak_rss_mb, r.fwd_ms, r.bwd_ms, r.opt_ms, (long long)r.params, r.arena_peak / 1048576.0,
                r.arena_mallocs, r.first_loss, r.last_loss);
         return 0;
     }
     printf("nibble bench train: model %s (%lld params), quant %s, batch %d x %d, %d threads, %s, %d steps\n",
            c.model, (long long)r.params, c.quant, r.B, r.T, r.threads, simd, c.steps);
-    printf("  step %.2f ms (median; min %.2f)  %.0f tokens/s  %.1f GFLOP/s  peak RSS %.1f MB\n", r.step_ms,
-           r.min_ms, r.tokens_per_s, r.gflops, r.peak_rss_mb);
+    printf("  step %.2f ms (median; min %.2f; CPU %.2f ms)  %.0f tokens/s  %.1f GFLOP/s  peak RSS %.1f MB\n",
+           r.step_ms, r.min_ms, r.cpu_ms, r.tokens_per_s, r.gflops, r.peak_rss_mb);
     printf("  forward %.2f ms  backward %.2f ms  optimizer %.2f ms  (fake-quant %.2f ms of fwd+bwd)\n", r.fwd_ms,
            r.bwd_ms, r.opt_ms, r.fq_ms);
     printf("  arena %.1f MB per step, %ld heap allocations in the timed steps; loss %.4f -> %.4f\n",

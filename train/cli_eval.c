@@ -7,13 +7,17 @@
 #include "../core/simd.h"
 #include "../data/dataset.h"
 #include "cli.h"
+#include "eval_compare.h"
 #include "evaluate.h"
+#include "export.h"
+#include "qat_ckpt.h"
 
 static void usage(FILE *f) {
     fprintf(f,
             "usage: nibble eval MODEL [MODEL ...] --data TEXT_OR_H5 [--json] [options]\n"
             "  Mean cross-entropy (nats/token) and perplexity of each model on the data.\n"
-            "  MODEL        a nibble checkpoint (.h5) or a llama2.c model.bin (with --tokenizer)\n"
+            "  MODEL        a nibble checkpoint (.h5), a llama2.c model.bin (with --tokenizer), or an export\n"
+            "               (GGUF, nibble export .h5, llama2.c version-2 .bin) run by the integer runtime\n"
             "  --data F     text (tokenized with each model's own tokenizer; a line <|endoftext|>\n"
             "               separates documents, each starting with BOS when the tokenizer has one)\n"
             "               or a prepared .h5 token dataset (its tokenizer must match the model's)\n"
@@ -24,23 +28,35 @@ static void usage(FILE *f) {
             "  --max-windows N  evaluate N evenly spaced windows instead of all\n"
             "  --threads N  OpenMP threads\n"
             "  --json       one JSON object: {\"model\", \"loss\", \"perplexity\", \"tokens\"}; with several\n"
-            "               models {\"models\": [{...}, ...]}\n");
+            "               models {\"models\": [{...}, ...]}\n"
+            "  Quantized checkpoints (QAT runs, nibble ptq) are evaluated as trained: through the policy\n"
+            "  they carry (fake-quant on, final schedule step). --fp32 evaluates the same weights unquantized.\n"
+            "  --fp32       ignore every model's quantization policy\n"
+            "  --compare FP32 PTQ QAT  three models; adds recovered = (loss_ptq - loss_qat) / (loss_ptq -\n"
+            "               loss_fp32), the fraction of the PTQ gap QAT closed (\"recovered\" in JSON)\n"
+            "  --per-layer  (one MODEL, no --data needed) per quantized weight: grid, SQNR dB, fraction of\n"
+            "               clipped codes and the distance from PTQ (of --ptq-ref CKPT's weights, e.g. the\n"
+            "               fp32 fine-tune; default: round-to-nearest of the model's own weights)\n"
+            "  --ptq-ref CKPT  reference weights for --per-layer\n");
 }
 
-typedef struct row {
-    const char *model;
-    double loss;
-    int64_t tokens;
-} row;
+typedef nb_eval_row row;
 
 static nb_status eval_one(const char *path, const char *data, const char *split, const char *tok_path, int T, int B,
-                          int64_t max_windows, row *out) {
+                          int64_t max_windows, int fp32, row *out) {
+    if (nb_export_is_file(path)) { /* GGUF, nibble export, llama2.c v2: the integer runtime */
+        out->quantized = 1;
+        return nb_export_eval(path, data, split, tok_path, T, max_windows, &out->loss, &out->tokens);
+    }
     nb_model m;
     nb_tokenizer *tok = NULL;
+    nb_qat *q = NULL;
     NB_TRY(nb_model_open_any(path, tok_path, &m, &tok));
     nb_tokens toks;
     memset(&toks, 0, sizeof toks);
-    nb_status s = nb_tokens_load(data, tok, split, &toks);
+    nb_status s = fp32 ? NB_OK : nb_qat_load_file(path, &m, &q); /* the policy the checkpoint carries */
+    out->quantized = q != NULL;
+    if (s == NB_OK) s = nb_tokens_load(data, tok, split, &toks);
     if (s == NB_OK) {
         nb_arena a;
         nb_tape t;
@@ -55,29 +71,13 @@ static nb_status eval_one(const char *path, const char *data, const char *split,
     nb_tokens_free(&toks);
     nb_tokenizer_free(tok);
     nb_model_free(&m);
+    nb_qat_free(q);
     return s;
 }
 
-static void json_str(const char *s) {
-    putchar('"');
-    for (; *s; s++) {
-        unsigned char c = (unsigned char)*s;
-        if (c == '"' || c == '\\') printf("\\%c", c);
-        else if (c < 0x20) printf("\\u%04x", c);
-        else putchar(c);
-    }
-    putchar('"');
-}
-
-static void json_row(const row *r) {
-    printf("{\"model\": ");
-    json_str(r->model);
-    printf(", \"loss\": %.6f, \"perplexity\": %.6f, \"tokens\": %lld}", r->loss, exp(r->loss), (long long)r->tokens);
-}
-
 int nb_cmd_eval(int argc, char **argv) {
-    const char *data = NULL, *split = NULL, *tok = NULL;
-    int json = 0, T = 0, B = 8;
+    const char *data = NULL, *split = NULL, *tok = NULL, *ptq_ref = NULL;
+    int json = 0, T = 0, B = 8, fp32 = 0, compare = 0, per_layer = 0;
     long long max_windows = 0;
     int n = 0;
     row *rows = calloc((size_t)argc, sizeof *rows);
@@ -91,6 +91,15 @@ int nb_cmd_eval(int argc, char **argv) {
             return 0;
         } else if (!strcmp(argv[i], "--json")) {
             json = 1;
+        } else if (!strcmp(argv[i], "--fp32")) {
+            fp32 = 1;
+        } else if (!strcmp(argv[i], "--compare")) {
+            compare = 1;
+        } else if (!strcmp(argv[i], "--per-layer")) {
+            per_layer = 1;
+        } else if (nb_cli_flag_value(argc, argv, &i, "--ptq-ref", &v)) {
+            bad = !v;
+            ptq_ref = v;
         } else if (nb_cli_flag_value(argc, argv, &i, "--data", &v)) {
             bad = !v;
             data = v;
@@ -123,6 +132,17 @@ int nb_cmd_eval(int argc, char **argv) {
             return 1;
         }
     }
+    if (per_layer) {
+        nb_status s = n == 1 ? nb_eval_per_layer(stdout, rows[0].model, ptq_ref, json)
+                             : nb_fail(NB_EINVAL, "--per-layer takes one MODEL, got %d", n);
+        free(rows);
+        return s == NB_OK ? 0 : nb_cli_fail("eval", s);
+    }
+    if (compare && n != 3) {
+        fprintf(stderr, "nibble eval: error: --compare takes three models: FP32 PTQ QAT (got %d)\n", n);
+        free(rows);
+        return 1;
+    }
     if (n == 0 || !data) {
         fprintf(stderr, "nibble eval: error: %s\n", n == 0 ? "no MODEL given" : "--data is required");
         usage(stderr);
@@ -135,32 +155,13 @@ int nb_cmd_eval(int argc, char **argv) {
             return 1;
         }
     for (int k = 0; k < n; k++) {
-        nb_status s = eval_one(rows[k].model, data, split, tok, T, B, max_windows, &rows[k]);
+        nb_status s = eval_one(rows[k].model, data, split, tok, T, B, max_windows, fp32, &rows[k]);
         if (s != NB_OK) {
             free(rows);
             return nb_cli_fail("eval", s);
         }
     }
-    if (json) {
-        if (n == 1) json_row(&rows[0]);
-        else {
-            printf("{\"models\": [");
-            for (int k = 0; k < n; k++) {
-                if (k) printf(", ");
-                json_row(&rows[k]);
-            }
-            printf("]}");
-        }
-        printf("\n");
-    } else {
-        int w = 5;
-        for (int k = 0; k < n; k++)
-            if ((int)strlen(rows[k].model) > w) w = (int)strlen(rows[k].model);
-        printf("%-*s  %9s  %11s  %10s\n", w, "model", "loss", "perplexity", "tokens");
-        for (int k = 0; k < n; k++)
-            printf("%-*s  %9.4f  %11.4f  %10lld\n", w, rows[k].model, rows[k].loss, exp(rows[k].loss),
-                   (long long)rows[k].tokens);
-    }
+    nb_eval_print(stdout, rows, n, compare, json);
     free(rows);
     return 0;
 }

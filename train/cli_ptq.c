@@ -23,7 +23,8 @@ static void usage(FILE *f) {
             "              evaluates the fake-quantized model, `nibble eval --fp32 OUT.h5` the original,\n"
             "              and `nibble export OUT.h5` writes exactly these integer weights.\n"
             "  --mse       choose each scale group's clipping range by MSE search (the observer \"mse\":\n"
-            "              min-max shrunk by the ratio with the least squared error) instead of min-max;\n"
+            "              min-max shrunk by the ratio with the least squared error) instead of min-max\n"
+            "              (the default, whatever observer the recipe's weight rules name for QAT);\n"
             "              block formats (q8_0, q4_0 presets) keep llama.cpp's own scales\n"
             "  --quiet     no per-layer table\n"
             "  The schedule keys do not apply: weights and activations are quantized from step 0 at the\n"
@@ -40,11 +41,11 @@ static void ptq_schedule(nb_recipe_quant *q, int mse) {
     q->lambda_start = q->lambda_end = 0;
     q->anneal_from_bits = q->anneal_start = q->anneal_end = 0;
     q->lsq_warmup_steps = 0;
-    if (!mse) return;
+    /* the recipe's observers are QAT settings: PTQ is min-max round-to-nearest, or --mse */
     for (int i = 0; i < q->n_weight_rules; i++) {
         const char *g = q->weights[i].granularity;
         if (strcmp(g, "q8_0") && strcmp(g, "q4_0") && strcmp(g, "f16"))
-            snprintf(q->weights[i].observer, sizeof q->weights[i].observer, "mse");
+            snprintf(q->weights[i].observer, sizeof q->weights[i].observer, "%s", mse ? "mse" : "minmax");
     }
 }
 

@@ -27,7 +27,7 @@ static void json_str(FILE *f, const char *s) {
 static void json_row(FILE *f, const nb_eval_row *r) {
     fprintf(f, "{\"model\": ");
     json_str(f, r->model);
-    fprintf(f, ", \"loss\": %.6f, \"perplexity\": %.6f, \"tokens\": %lld, \"quantized\": %s}", r->loss, exp(r->loss),
+    fprintf(f, ", \"loss\": %.9g, \"perplexity\": %.9g, \"tokens\": %lld, \"quantized\": %s}", r->loss, exp(r->loss),
             (long long)r->tokens, r->quantized ? "true" : "false");
 }
 
@@ -44,7 +44,7 @@ void nb_eval_print(FILE *f, const nb_eval_row *rows, int n, int compare, int jso
             }
             fprintf(f, "]");
             if (compare) {
-                if (isfinite(rec)) fprintf(f, ", \"recovered\": %.6f", rec);
+                if (isfinite(rec)) fprintf(f, ", \"recovered\": %.9g", rec);
                 else fprintf(f, ", \"recovered\": null");
             }
             fprintf(f, "}");

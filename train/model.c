@@ -217,11 +217,19 @@ int64_t nb_model_numel(const nb_model *m) {
 
 /* ---- forward on the tape ---- */
 
-/* x (..., Cin) -> (..., Cout) through weight `idx`, with both QAT hooks. */
-static nb_tensor *linear(nb_tape *t, nb_model *m, int idx, nb_tensor *x) {
+/* x (..., Cin) -> (..., Cout) through weight `idx`, with both QAT hooks. *xq_io (optional) shares
+   the activation hook between weights reading the same x: on entry the hooked x of weight
+   *prev_io (NULL: none yet), reused when the policy quantizes both inputs the same way; on exit
+   this weight's hooked x. */
+static nb_tensor *linear_shared(nb_tape *t, nb_model *m, int idx, nb_tensor *x, nb_tensor **xq_io, int *prev_io) {
     nb_tensor *w = nb_qat_weight(t, m->qat, idx, nb_model_param(m, idx));
-    nb_tensor *xq = nb_qat_act(t, m->qat, idx, x);
+    nb_tensor *xq = xq_io && *xq_io && nb_qat_act_shared(m->qat, *prev_io, idx) ? *xq_io : nb_qat_act(t, m->qat, idx, x);
+    if (xq_io) *xq_io = xq, *prev_io = idx;
     return nb_linear(t, xq, w);
+}
+
+static nb_tensor *linear(nb_tape *t, nb_model *m, int idx, nb_tensor *x) {
+    return linear_shared(t, m, idx, x, NULL, NULL);
 }
 
 static nb_status check_ids(const nb_model *m, const nb_tensor *ids, const char *what) {
@@ -256,16 +264,20 @@ nb_status nb_model_forward(nb_tape *t, nb_model *m, const nb_tensor *ids, const 
     int64_t kv_shape[4] = {B, T, c->n_kv_heads, H};
     int64_t x_shape[3] = {B, T, C};
 
-    /* x = tok_emb[ids]  (B, T, C) */
-    nb_tensor *x = nb_embedding(t, nb_model_param(m, m->tok_emb), (nb_tensor *)ids);
+    /* x = tok_emb[ids]  (B, T, C); the table goes through the weight hook too, so a policy that
+       quantizes it (quantize_embeddings, or the tied classifier) is seen by the lookup as well */
+    nb_tensor *emb = nb_qat_weight(t, m->qat, m->tok_emb, nb_model_param(m, m->tok_emb));
+    nb_tensor *x = nb_embedding(t, emb, (nb_tensor *)ids);
     if (c->dropout > 0.0f) x = nb_dropout(t, x, c->dropout);
     for (int l = 0; l < c->n_layers; l++) {
         const nb_layer_params *lp = &m->layers[l];
         /* attention block: x += wo(attn(rope(wq h), rope(wk h), wv h)), h = rmsnorm(x) */
         nb_tensor *h = nb_rmsnorm(t, x, nb_model_param(m, lp->attn_norm), c->norm_eps);
-        nb_tensor *q = nb_reshape(t, linear(t, m, lp->wq, h), 4, q_shape);
-        nb_tensor *k = nb_reshape(t, linear(t, m, lp->wk, h), 4, kv_shape);
-        nb_tensor *v = nb_reshape(t, linear(t, m, lp->wv, h), 4, kv_shape);
+        nb_tensor *hq = NULL; /* h through the activation hook, shared by wq, wk, wv when possible */
+        int hq_of = -1;
+        nb_tensor *q = nb_reshape(t, linear_shared(t, m, lp->wq, h, &hq, &hq_of), 4, q_shape);
+        nb_tensor *k = nb_reshape(t, linear_shared(t, m, lp->wk, h, &hq, &hq_of), 4, kv_shape);
+        nb_tensor *v = nb_reshape(t, linear_shared(t, m, lp->wv, h, &hq, &hq_of), 4, kv_shape);
         q = nb_rope(t, q, c->rope_theta, 0);
         k = nb_rope(t, k, c->rope_theta, 0);
         nb_tensor *a = nb_reshape(t, nb_attention(t, q, k, v), 3, x_shape); /* (B, T, nh, H) -> (B, T, C) */
@@ -274,8 +286,9 @@ nb_status nb_model_forward(nb_tape *t, nb_model *m, const nb_tensor *ids, const 
         x = nb_add(t, x, o);
         /* FFN block: x += w2(silu(w1 h) * w3 h), h = rmsnorm(x) */
         h = nb_rmsnorm(t, x, nb_model_param(m, lp->ffn_norm), c->norm_eps);
-        nb_tensor *g = linear(t, m, lp->w1, h);
-        nb_tensor *u = linear(t, m, lp->w3, h);
+        hq = NULL;
+        nb_tensor *g = linear_shared(t, m, lp->w1, h, &hq, &hq_of);
+        nb_tensor *u = linear_shared(t, m, lp->w3, h, &hq, &hq_of);
         nb_tensor *f = linear(t, m, lp->w2, nb_swiglu(t, g, u));
         if (c->dropout > 0.0f) f = nb_dropout(t, f, c->dropout);
         x = nb_add(t, x, f);
@@ -346,7 +359,8 @@ nb_status nb_decoder_init(nb_decoder *d, nb_model *m, int max_T) {
     d->logits = d->prob + (size_t)c->n_heads * max_T;
     for (int i = 0; i < m->params.n; i++) d->w[i] = nb_f32(&m->params.p[i].t);
     if (!m->qat) return NB_OK;
-    /* fake-quantize each linear weight once (the tied classifier's is tok_emb's slot) */
+    /* fake-quantize each linear weight and the embedding table once (the tied classifier's is
+       tok_emb's slot; the lookup reads it too) */
     d->wq_block = nb_malloc((size_t)m->params.numel * sizeof(float));
     if (!d->wq_block) {
         nb_decoder_free(d);
@@ -354,7 +368,7 @@ nb_status nb_decoder_init(nb_decoder *d, nb_model *m, int max_T) {
     }
     for (int i = 0; i < m->params.n; i++) {
         nb_param *p = &m->params.p[i];
-        if (!is_linear(p) && i != m->classifier) continue;
+        if (!is_linear(p) && i != m->classifier && i != m->tok_emb) continue;
         nb_arena_reset(&d->arena);
         nb_tensor *wq = nb_qat_weight(&d->tape, m->qat, i, &p->t);
         nb_status s = nb_tape_status(&d->tape);
@@ -433,7 +447,7 @@ nb_status nb_model_decode(nb_decoder *d, int token, int pos, const float **logit
     int64_t H = C / c->n_heads, KV = H * c->n_kv_heads;
     int kv_mul = c->n_heads / c->n_kv_heads;
     float *x = d->x;
-    memcpy(x, nb_f32(nb_model_param(m, m->tok_emb)) + (int64_t)token * C, (size_t)C * sizeof(float));
+    memcpy(x, d->w[m->tok_emb] + (int64_t)token * C, (size_t)C * sizeof(float));
 
     for (int l = 0; l < c->n_layers; l++) {
         const nb_layer_params *lp = &m->layers[l];

@@ -89,8 +89,10 @@ static inline nb_tensor *nb_model_param(nb_model *m, int i) { return &m->params.
    the problem) and sets the outputs to NULL.
    QAT hooks: every linear weight goes through nb_qat_weight(t, m->qat, index, W) and every linear
    input through nb_qat_act(t, m->qat, index, x), with index = the weight's param index. The tied
-   classifier passes m->classifier, which equals m->tok_emb: the embedding lookup itself never calls
-   a hook, so a hook seeing an NB_PARAM_EMBED index is always the tied classifier's matmul. */
+   classifier passes m->classifier, which equals m->tok_emb. The embedding table also goes through
+   nb_qat_weight(t, m->qat, m->tok_emb, table) before the lookup (the identity unless the policy
+   quantizes it: quantize_embeddings, or a quantized tied classifier, since a deployed tied model
+   stores one table), so the lookup reads what export writes. */
 nb_status nb_model_forward(nb_tape *t, nb_model *m, const nb_tensor *ids, const nb_tensor *targets,
                            nb_tensor **logits, nb_tensor **loss);
 

@@ -150,7 +150,7 @@ static nb_status parse_rule(const nb_qrule *r, int i, int is_act, qrule *out) {
 
 /* Which parameters rules may quantize. A tied model (no CLASSIFIER parameter) runs its classifier
    matmul through the hooks with the embedding's index, so quantize_classifier then opts the
-   embedding table in (its lookup never calls a hook). */
+   embedding table in (the lookup reads the same fake-quantized table). */
 static int candidate(const nb_recipe_quant *rq, const nb_paramset *m, const nb_param *p, int is_act) {
     if (p->t.ndim != 2) return 0;
     if (p->kind == NB_PARAM_LINEAR) return 1;
@@ -650,6 +650,20 @@ nb_tensor *nb_qat_act(nb_tape *t, nb_qat *q, int param, nb_tensor *x) {
     }
     if (!st) return NULL;
     return nb_fakequant(t, x, &c, st, zt);
+}
+
+static int same_spec(const nb_qspec *x, const nb_qspec *y) {
+    return x->format == y->format && x->bits == y->bits && x->symmetric == y->symmetric &&
+           x->restrict_range == y->restrict_range && x->ternary == y->ternary && x->gran == y->gran &&
+           x->group_size == y->group_size && x->tail == y->tail && x->scale_f16 == y->scale_f16;
+}
+
+int nb_qat_act_shared(const nb_qat *q, int a, int b) {
+    if (!q) return 1;
+    int ia = a >= 0 && a < q->model->n ? q->a_of[a] : -1, ib = b >= 0 && b < q->model->n ? q->a_of[b] : -1;
+    if (ia < 0 || ib < 0) return ia == ib;
+    const qact *x = &q->a[ia], *y = &q->a[ib];
+    return x->r.dynamic && y->r.dynamic && same_spec(&x->r.spec, &y->r.spec);
 }
 
 /* ---- export, PTQ ---- */

@@ -22,6 +22,12 @@ nb_tensor *nb_qat_weight(nb_tape *t, nb_qat *q, int param, nb_tensor *w);
 /* x (..., Cin), the input of the linear weight `param`: fake-quantized activations or x. */
 nb_tensor *nb_qat_act(nb_tape *t, nb_qat *q, int param, nb_tensor *x);
 
+/* Do the linear weights a and b (param indices) quantize their input the same way: both not at
+   all, or both dynamically (per token / group / q8_0) on the same grid? Then a model whose a and
+   b read the same x (QKV, FFN w1/w3) may pass one nb_qat_act result to both: the fake-quant of x
+   runs once instead of per weight. Static (observed) activations are never shared. q NULL: 1. */
+int nb_qat_act_shared(const nb_qat *q, int a, int b);
+
 /* Builds the policy for `model` from the recipe section. Rules are matched on parameter names
    with fnmatch globs, first match wins; only LINEAR parameters are candidates, plus EMBED /
    CLASSIFIER when quantize_embeddings / quantize_classifier. A rule that matches no candidate,

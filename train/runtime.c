@@ -547,8 +547,8 @@ static void info_tensor(sbuf *b, int json, int *first, const char *name, const n
                   *first ? "" : ", ", name, nb_qtype_name(t->type), (long long)t->rows, (long long)t->cols,
                   (long long)t->group, tensor_bytes(t));
     else
-        sb_printf(b, "  %-28s %-5s (%lld, %lld)%s%s %zu bytes\n", name, nb_qtype_name(t->type), (long long)t->rows,
-                  (long long)t->cols, t->group ? " group " : "", t->group ? "" : "", tensor_bytes(t));
+        sb_printf(b, "  %-28s %-5s (%lld, %lld) group %-5lld %zu bytes\n", name, nb_qtype_name(t->type), (long long)t->rows,
+                  (long long)t->cols, (long long)t->group, tensor_bytes(t));
     *first = 0;
 }
 
@@ -558,15 +558,17 @@ nb_status nb_runtime_info(const nb_qmodel *m, int json, char **text) {
     size_t total = 0;
     int first = 1;
     if (json)
-        sb_printf(&b, "{\"source\": \"%s\", \"dim\": %d, \"hidden_dim\": %d, \"n_layers\": %d, \"n_heads\": %d, "
+        sb_printf(&b, "{\"source\": \"%s\", \"format\": \"%s\", \"dim\": %d, \"hidden_dim\": %d, \"n_layers\": %d, \"n_heads\": %d, "
                   "\"n_kv_heads\": %d, \"vocab_size\": %d, \"seq_len\": %d, \"tied\": %s, \"norm_eps\": %g, "
                   "\"rope_theta\": %g, \"tensors\": [",
-                  m->source ? m->source : "", c->dim, c->hidden_dim, c->n_layers, c->n_heads, c->n_kv_heads, c->vocab,
-                  c->seq_len, c->tied ? "true" : "false", c->norm_eps, c->rope_theta);
+                  m->source ? m->source : "", nb_model_format_name(m->source ? nb_runtime_detect(m->source) : NB_FMT_UNKNOWN),
+                  c->dim, c->hidden_dim, c->n_layers, c->n_heads, c->n_kv_heads, c->vocab, c->seq_len,
+                  c->tied ? "true" : "false", c->norm_eps, c->rope_theta);
     else
-        sb_printf(&b, "model %s\n  dim %d, hidden %d, layers %d, heads %d (kv %d), vocab %d, seq_len %d, %s classifier\n",
-                  m->source ? m->source : "", c->dim, c->hidden_dim, c->n_layers, c->n_heads, c->n_kv_heads, c->vocab,
-                  c->seq_len, c->tied ? "tied" : "untied");
+        sb_printf(&b, "model %s (%s)\n  dim %d, hidden %d, layers %d, heads %d (kv %d), vocab %d, seq_len %d, %s classifier\n",
+                  m->source ? m->source : "", nb_model_format_name(m->source ? nb_runtime_detect(m->source) : NB_FMT_UNKNOWN),
+                  c->dim, c->hidden_dim, c->n_layers, c->n_heads, c->n_kv_heads, c->vocab, c->seq_len,
+                  c->tied ? "tied" : "untied");
     char nm[96];
     info_tensor(&b, json, &first, "tok_emb", &m->tok_emb);
     total += tensor_bytes(&m->tok_emb);

@@ -121,6 +121,12 @@ nb_status nb_qmodel_from_llama2c(const char *path, const char *tok_path, nb_qmod
 /* Load a llama2.c tokenizer.bin into v (vocab entries expected). */
 nb_status nb_qvocab_load_llama2c(const char *path, int n, nb_qvocab *v, nb_qmodel *owner);
 
+/* An fp32 nb_qmodel from a training model (train/model.h): parameters are copied (the result does
+   not borrow m), the tokenizer tok (may be NULL) is copied in too. Quantize it afterwards with
+   nb_qmodel_quantize, or replace tensors with exactly-on-grid codes from the QAT policy. */
+struct nb_model;
+nb_status nb_qmodel_from_model(const struct nb_model *m, const struct nb_tokenizer *tok, nb_qmodel **out);
+
 /* Open any exported model: GGUF, llama2.c version-2 int8, nibble HDF5 export, or a llama2.c legacy
    fp32 checkpoint (then tok_path, if not NULL, names its tokenizer.bin). */
 nb_status nb_qmodel_open(const char *path, const char *tok_path, nb_qmodel **out);

@@ -4,6 +4,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <math.h>
+#include <signal.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,6 +15,7 @@
 
 #include "../core/simd.h"
 #include "../data/dataset.h"
+#include "../ops/ops.h"
 #include "checkpoint.h"
 #include "evaluate.h"
 #include "import_llama2c.h"
@@ -33,6 +35,8 @@ typedef struct trainer {
     nb_model model;
     int have_model;
     nb_qat *qat;
+    nb_model teacher; /* distillation: frozen fp32 teacher (distill.enabled) */
+    int have_teacher;
     nb_paramset qstate; /* copy of the quantizer's observer arrays, for checkpoints */
     int have_qstate;
     nb_optim opt;
@@ -294,6 +298,54 @@ static void qat_begin_step(trainer *tr) {
     }
 }
 
+/* ---- distillation: a frozen fp32 teacher (a copy of the starting model, or distill.teacher) ---- */
+
+static nb_status distill_setup(trainer *tr) {
+    const nb_recipe_distill *d = &tr->r->distill;
+    if (!d->enabled) return NB_OK;
+    if (d->data_free)
+        return nb_fail(NB_EUNSUPPORTED, "distill.data_free: teacher-generated training text is not implemented; "
+                                        "set distill.data_free=false");
+    nb_model *t = &tr->teacher;
+    if (d->teacher[0]) {
+        NB_TRY(nb_model_load_file(d->teacher, t));
+        tr->have_teacher = 1;
+        if (t->cfg.vocab_size != tr->model.cfg.vocab_size)
+            return nb_fail(NB_EINVAL, "distill.teacher %s has a vocabulary of %d, the model %d", d->teacher,
+                           t->cfg.vocab_size, tr->model.cfg.vocab_size);
+        if (t->cfg.seq_len < tr->T)
+            return nb_fail(NB_EINVAL, "distill.teacher %s: seq_len %d is shorter than the training windows (%d)",
+                           d->teacher, t->cfg.seq_len, tr->T);
+        say(tr, 0, "distill: teacher %s, alpha %g, temperature %g", d->teacher, d->alpha, d->temperature);
+    } else {
+        /* the model as it starts (before any step; a resumed run still distills from the start) */
+        NB_TRY(nb_model_init(t, &tr->model.cfg));
+        tr->have_teacher = 1;
+        memcpy(t->params.data, tr->model.params.data, (size_t)tr->model.params.numel * sizeof(float));
+        say(tr, 0, "distill: teacher = frozen copy of the starting model, alpha %g, temperature %g", d->alpha,
+            d->temperature);
+    }
+    t->cfg.dropout = 0.0f;
+    t->qat = NULL;
+    return NB_OK;
+}
+
+/* loss = alpha CE + (1 - alpha) T^2 KL(teacher || student) on this micro-batch; the teacher's
+   forward is not recorded (no gradient, no tape nodes). */
+static nb_status distill_loss(trainer *tr, const nb_tensor *x, nb_tensor *logits, nb_tensor **loss) {
+    const nb_recipe_distill *d = &tr->r->distill;
+    int rec = nb_tape_grad(&tr->tape, 0), training = tr->tape.training;
+    tr->tape.training = 0;
+    nb_tensor *tl = NULL;
+    nb_status s = nb_model_forward(&tr->tape, &tr->teacher, x, NULL, &tl, NULL);
+    nb_tape_grad(&tr->tape, rec);
+    tr->tape.training = training;
+    if (s != NB_OK) return nb_fail_prefix(s, "distill: teacher forward");
+    nb_tensor *kl = nb_kl_div(&tr->tape, logits, tl, d->temperature);
+    *loss = nb_add(&tr->tape, nb_scale(&tr->tape, *loss, d->alpha), nb_scale(&tr->tape, kl, 1.0f - d->alpha));
+    return nb_tape_status(&tr->tape);
+}
+
 /* ---- metrics.jsonl ---- */
 
 static void json_str(FILE *f, const char *s) {
@@ -367,6 +419,25 @@ static int64_t ckpt_step_of(const char *name) {
 static int cmp_i64(const void *a, const void *b) {
     int64_t x = *(const int64_t *)a, y = *(const int64_t *)b;
     return (x > y) - (x < y);
+}
+
+/* Temp files of checkpoint writes killed half-way (NAME.h5.tmp-PID whose process is gone). */
+static void remove_stale_temps(const char *dir) {
+    DIR *d = opendir(dir);
+    if (!d) return;
+    struct dirent *e;
+    while ((e = readdir(d))) {
+        const char *t = strstr(e->d_name, ".h5.tmp-");
+        if (!t) continue;
+        char *end;
+        long pid = strtol(t + 8, &end, 10);
+        if (*end || pid <= 0 || (kill((pid_t)pid, 0) != 0 && errno == ESRCH) || pid == (long)getpid()) {
+            char p[2048];
+            snprintf(p, sizeof p, "%s/%s", dir, e->d_name);
+            unlink(p);
+        }
+    }
+    closedir(d);
 }
 
 /* delete all but the newest keep_last ckpt-STEP.h5 */
@@ -524,6 +595,7 @@ static nb_status train_step(trainer *tr, float lr, float *loss_out, double *norm
         nb_tensor y = nb_tensor_wrap(tr->by, NB_I32, 2, shape);
         nb_tensor *logits = NULL, *loss = NULL;
         nb_status s = nb_model_forward(&tr->tape, &tr->model, &x, &y, &logits, &loss);
+        if (s == NB_OK && tr->have_teacher) s = distill_loss(tr, &x, logits, &loss);
         if (s != NB_OK) return s == NB_ENAN ? nb_fail_prefix(s, "forward") : s;
         float l = nb_f32(loss)[0];
         if (!isfinite(l)) {
@@ -566,6 +638,7 @@ static nb_status setup(trainer *tr) {
     tr->accum = r->optim.grad_accum > 0 ? r->optim.grad_accum : 1;
     if (r->threads > 0) nb_threads_set(r->threads);
     NB_TRY(mkdirs(r->out_dir));
+    remove_stale_temps(r->out_dir);
     nb_tokenizer *ckpt_tok = NULL;
     NB_TRY(build_model(tr, &ckpt_tok));
     if (tr->have_model && tr->T > tr->model.cfg.seq_len) {
@@ -578,6 +651,7 @@ static nb_status setup(trainer *tr) {
     NB_TRY(finish_model(tr));
     tr->res->n_params = nb_model_numel(&tr->model);
     NB_TRY(qat_setup(tr));
+    NB_TRY(distill_setup(tr));
 
     nb_optim_kind kind;
     NB_TRY(nb_optim_kind_parse(r->optim.name, &kind));
@@ -625,6 +699,7 @@ static void teardown(trainer *tr) {
     if (tr->have_qstate) nb_paramset_free(&tr->qstate);
     nb_qat_free(tr->qat);
     if (tr->have_model) nb_model_free(&tr->model);
+    if (tr->have_teacher) nb_model_free(&tr->teacher);
     nb_tokenizer_free(tr->tok);
     nb_tokens_free(&tr->train);
     nb_tokens_free(&tr->val);
@@ -753,7 +828,7 @@ static nb_status run(trainer *tr) {
         if (!isnan(val)) res->val_loss = val;
     }
     if (r->sample_tokens > 0) {
-        nb_gen_opts g = {r->sample_tokens, 0.8f, 0.95f, r->seed, 1};
+        nb_generate_opts g = {r->sample_tokens, 0.8f, 0.95f, r->seed, 1};
         NB_TRY(nb_generate(&tr->model, tr->tok, r->sample_prompt, &g, NULL, NULL, &res->sample));
     }
     return NB_OK;

@@ -9,9 +9,12 @@
 #include <stdint.h>
 
 /* Dispatching entry point: picks the SIMD level (nb_simd_active) and threads with OpenMP.
-   Packed, cache-blocked, register-tiled (AVX-512 14x32, AVX2 6x16); threads split the rows or
-   columns of C (never K), and only when the work is large enough, so the result is bit-identical
-   for any thread count. Packing buffers are per thread and grow once (no malloc in steady state). */
+   Register-tiled micro-kernels (AVX-512 14x32 with narrower edge variants, AVX2 6x16), K blocked
+   by 384, B packed per block (the packing absorbs tb), A read in place (ta is a stride); M < 4
+   takes a small-M path that reads B in place. Threads (only when M*N*K >= 2^19) split the rows
+   or the columns of C, never K, so the result is bit-identical for any thread count (it differs
+   from nb_sgemm_ref and between SIMD levels by rounding: fma). Packing buffers are per thread,
+   grow once and are freed at thread exit: no allocation in steady state. */
 void nb_sgemm(int ta, int tb, int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const float *B,
               int64_t ldb, float beta, float *C, int64_t ldc);
 /* batch independent products: A + z * sa, B + z * sb, C + z * sc for z < batch (sb = 0 shares B).

@@ -53,12 +53,45 @@ static inline __attribute__((always_inline)) void kbody(const int ROWS, const in
 #undef ST
 }
 
+/* Tiles at most 8 columns wide (an N edge, or N = 8 like attention's P V at head dim 8): ymm
+   FMAs, which Zen 4 issues two per cycle against one zmm. Same fma chain per element. */
+static inline __attribute__((always_inline)) void kbody8(const int ROWS, int64_t kc, const float *A,
+                                                         const int64_t *off, int64_t cs, const float *B, float *C,
+                                                         int64_t ldc, int mr, int nr, int acc) {
+#define DECL(i) __m256 c##i = _mm256_setzero_ps();
+    REP14(DECL)
+#undef DECL
+    for (int i = 0; i < mr; i++) _mm_prefetch((const char *)(C + i * ldc), _MM_HINT_T0);
+    for (int64_t k = 0; k < kc; k++) {
+        __m256 b = _mm256_load_ps(B);
+#define FMA(i)                                                                          \
+    if (i < ROWS) c##i = _mm256_fmadd_ps(_mm256_broadcast_ss(A + off[i]), b, c##i);
+        REP14(FMA)
+#undef FMA
+        A += cs;
+        B += NR;
+    }
+    __mmask8 m = (__mmask8)((1u << nr) - 1);
+#define ST(i)                                                                           \
+    if (i < ROWS && i < mr) {                                                           \
+        float *c = C + (int64_t)i * ldc;                                                \
+        if (acc) c##i = _mm256_add_ps(_mm256_maskz_loadu_ps(m, c), c##i);               \
+        _mm256_mask_storeu_ps(c, m, c##i);                                              \
+    }
+    REP14(ST)
+#undef ST
+}
+
 /* One tile: picks the smallest variant that covers mr x nr. */
 static __attribute__((noinline)) void kernel(int64_t kc, const float *A, int64_t rs, int64_t cs, const float *B,
                                              float *C, int64_t ldc, int mr, int nr, int acc) {
     int64_t off[MR]; /* rows past mr repeat the last row (their sums are not stored) */
     for (int i = 0; i < MR; i++) off[i] = (int64_t)(i < mr ? i : mr - 1) * rs;
-    if (nr > 16) {
+    if (nr <= 8) {
+        if (mr > 8) kbody8(14, kc, A, off, cs, B, C, ldc, mr, nr, acc);
+        else if (mr > 4) kbody8(8, kc, A, off, cs, B, C, ldc, mr, nr, acc);
+        else kbody8(4, kc, A, off, cs, B, C, ldc, mr, nr, acc);
+    } else if (nr > 16) {
         if (mr > 8) kbody(14, 2, kc, A, off, cs, B, C, ldc, mr, nr, acc);
         else if (mr > 4) kbody(8, 2, kc, A, off, cs, B, C, ldc, mr, nr, acc);
         else kbody(4, 2, kc, A, off, cs, B, C, ldc, mr, nr, acc);

@@ -12,6 +12,9 @@
 
 /* The blocks are llama.cpp's (core/quant_blocks.h, which also holds the weight quantizers). */
 #define NB_QK NB_QK8_0
+/* The runtime's former names for the same blocks (code written before the switch still builds). */
+typedef nb_block_q8_0 nb_blk_q8_0;
+typedef nb_block_q4_0 nb_blk_q4_0;
 
 /* ---- activation quantizers ---- */
 

@@ -190,6 +190,12 @@ void nb_quantize_act_q8_0_avx2(const float *x, nb_block_q8_0 *y, int64_t n) {
     const __m256 sign = _mm256_set1_ps(-0.0f);
     for (int64_t b = 0; b < n / NB_QK; b++) {
         const float *xb = x + b * NB_QK;
+        int finite = 1;
+        for (int j = 0; j < NB_QK; j++) finite &= isfinite(xb[j]);
+        if (!finite) { /* the twin's NaN-scale rule for a diverged row */
+            nb_quantize_act_q8_0_ref(xb, y + b, NB_QK);
+            continue;
+        }
         __m256 v[4], m = _mm256_setzero_ps();
         for (int k = 0; k < 4; k++) {
             v[k] = _mm256_loadu_ps(xb + 8 * k);

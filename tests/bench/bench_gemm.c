@@ -110,25 +110,33 @@ typedef struct shape {
     int ta, tb;
     int64_t M, N, K;
     float beta;
+    int64_t batch; /* > 1: that many independent products (nb_sgemm_batched; OpenBLAS in a loop) */
 } shape;
+
+static int64_t nbatch(const shape *s) { return s->batch > 1 ? s->batch : 1; }
 
 typedef void (*gemm_call)(const shape *s, const float *A, const float *B, float *C);
 
 static void call_nb(const shape *s, const float *A, const float *B, float *C) {
-    nb_sgemm(s->ta, s->tb, s->M, s->N, s->K, A, s->ta ? s->M : s->K, B, s->tb ? s->K : s->N, s->beta, C, s->N);
+    if (s->batch > 1)
+        nb_sgemm_batched(s->ta, s->tb, s->batch, s->M, s->N, s->K, A, s->ta ? s->M : s->K, s->M * s->K, B,
+                         s->tb ? s->K : s->N, s->K * s->N, s->beta, C, s->N, s->M * s->N);
+    else
+        nb_sgemm(s->ta, s->tb, s->M, s->N, s->K, A, s->ta ? s->M : s->K, B, s->tb ? s->K : s->N, s->beta, C, s->N);
 }
 
 #if NB_HAVE_OPENBLAS
 static void call_blas(const shape *s, const float *A, const float *B, float *C) {
-    cblas_sgemm(CblasRowMajor, s->ta ? CblasTrans : CblasNoTrans, s->tb ? CblasTrans : CblasNoTrans, (int)s->M,
-                (int)s->N, (int)s->K, 1.0f, A, (int)(s->ta ? s->M : s->K), B, (int)(s->tb ? s->K : s->N), s->beta,
-                C, (int)s->N);
+    for (int64_t z = 0; z < nbatch(s); z++)
+        cblas_sgemm(CblasRowMajor, s->ta ? CblasTrans : CblasNoTrans, s->tb ? CblasTrans : CblasNoTrans, (int)s->M,
+                    (int)s->N, (int)s->K, 1.0f, A + z * s->M * s->K, (int)(s->ta ? s->M : s->K), B + z * s->K * s->N,
+                    (int)(s->tb ? s->K : s->N), s->beta, C + z * s->M * s->N, (int)s->N);
 }
 #endif
 
 /* Best time of one call over repeated calls filling about `budget` seconds. */
 static double time_gemm(gemm_call f, const shape *s, const float *A, const float *B, float *C, double budget) {
-    double flop = 2.0 * s->M * s->N * s->K, best = 1e30, total = 0;
+    double flop = 2.0 * s->M * s->N * s->K * nbatch(s), best = 1e30, total = 0;
     int inner = flop < 1e7 ? 20 : 1;
     f(s, A, B, C); /* warm up: buffers, threads, caches */
     for (int rep = 0; rep < 100000 && (total < budget || rep < 3); rep++) {
@@ -142,7 +150,7 @@ static double time_gemm(gemm_call f, const shape *s, const float *A, const float
 }
 
 static void run_shape(const shape *s, double *pk) {
-    int64_t na = s->M * s->K, nb = s->K * s->N, nc = s->M * s->N;
+    int64_t na = s->M * s->K * nbatch(s), nb = s->K * s->N * nbatch(s), nc = s->M * s->N * nbatch(s);
     float *A = nb_malloc(na * sizeof(float)), *B = nb_malloc(nb * sizeof(float)), *C = nb_malloc(nc * sizeof(float));
     nb_rng r = nb_rng_make(1, 2);
     for (int64_t i = 0; i < na; i++) A[i] = nb_rng_normal(&r);
@@ -150,7 +158,7 @@ static void run_shape(const shape *s, double *pk) {
     memset(C, 0, nc * sizeof(float));
     printf("%-18s %2s %5lld %5lld %5lld", s->name, s->ta ? (s->tb ? "TT" : "TN") : (s->tb ? "NT" : "NN"),
            (long long)s->M, (long long)s->N, (long long)s->K);
-    double flop = 2.0 * s->M * s->N * s->K;
+    double flop = 2.0 * s->M * s->N * s->K * nbatch(s);
     for (int nt = 1; nt <= (cputime_mode ? 1 : 2); nt++) {
         cur_threads = nt;
         /* alternate the two libraries for a few rounds (this VM is noisy), keep the best of each */
@@ -220,6 +228,9 @@ int main(int argc, char **argv) {
         {"decode M=1 NN", 0, 0, 1, 288, 768, 0},
         {"odd", 0, 0, 100, 101, 99, 0},
         {"odd large", 1, 1, 1000, 517, 333, 0},
+        /* attention of the tiny model as plain products: 16 x 8 heads of T = 256, head dim 8 */
+        {"attn QK^T x128", 0, 1, 256, 256, 8, 0, 128},
+        {"attn PV x128", 0, 0, 256, 8, 256, 0, 128},
     };
     for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) run_shape(&shapes[i], pk);
     return 0;

@@ -70,19 +70,24 @@ def load(name):
 def med(rows, key):
     return statistics.median(r[key] for r in rows) if rows else float("nan")
 print(f"\nmedians of {rounds} alternating rounds x {steps} timed steps (each run: median step after warm-up)")
-hdr = f"{'model':6} {'quant':8} {'nibble tok/s':>12} {'torch tok/s':>12} {'ratio':>6} {'nibble ms':>10} {'torch ms':>9} {'nibble MB':>9} {'torch MB':>9} {'QAT/fp32':>8}"
+hdr = f"{'model':6} {'quant':8} {'nibble tok/s':>12} {'torch tok/s':>12} {'ratio':>6} {'nibble ms':>10} {'torch ms':>9} {'CPU ratio':>9} {'nibble MB':>9} {'torch MB':>9} {'QAT/fp32':>8} {'(CPU)':>6}"
 print(hdr)
 print("-" * len(hdr))
 for m in models:
     base = med(load(f"nb_{m}_none"), "step_ms")
+    cbase = med(load(f"nb_{m}_none"), "cpu_ms")
     for q in quants:
         nb, pt = load(f"nb_{m}_{q}"), load(f"pt_{m}_{q}")
         nt, nm, nr = med(nb, "tokens_per_s"), med(nb, "step_ms"), med(nb, "peak_rss_mb")
         if have_torch and pt:
             tt, tm, tr = med(pt, "tokens_per_s"), med(pt, "step_ms"), med(pt, "peak_rss_mb")
             tts, tms, trs, rat = f"{tt:12.0f}", f"{tm:9.1f}", f"{tr:9.0f}", f"{nt / tt:6.2f}"
+            crat = f"{med(pt, 'cpu_ms') / med(nb, 'cpu_ms'):9.2f}" if "cpu_ms" in pt[0] else f"{'-':>9}"
         else:
-            tts, tms, trs, rat = f"{'skipped':>12}", f"{'-':>9}", f"{'-':>9}", f"{'-':>6}"
+            tts, tms, trs, rat, crat = f"{'skipped':>12}", f"{'-':>9}", f"{'-':>9}", f"{'-':>6}", f"{'-':>9}"
         qf = f"{nm / base:8.2f}" if q != "none" and base == base else f"{'':8}"
-        print(f"{m:6} {q:8} {nt:12.0f} {tts} {rat} {nm:10.1f} {tms} {nr:9.0f} {trs} {qf}")
+        qc = f"{med(nb, 'cpu_ms') / cbase:6.2f}" if q != "none" and cbase == cbase else f"{'':6}"
+        print(f"{m:6} {q:8} {nt:12.0f} {tts} {rat} {nm:10.1f} {tms} {crat} {nr:9.0f} {trs} {qf} {qc}")
+print("ratio: nibble tokens/s / torch tokens/s (wall); CPU ratio: torch CPU ms / nibble CPU ms per step")
+print("(all threads; the fairer figure when the machine is loaded); QAT/fp32: nibble step ms, and CPU ms")
 EOF

@@ -113,25 +113,26 @@ def main():
 
     opt = torch.optim.AdamW(params.values(), lr=1e-3, weight_decay=0.1)
     g = torch.Generator().manual_seed(1)
-    times = []
+    times, cpu = [], []
     for step in range(a.warmup + a.steps):
         ids = torch.randint(0, V, (B, T), generator=g)
         tgt = torch.randint(0, V, (B, T), generator=g)
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         loss = forward(ids, tgt)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        dt = time.perf_counter() - t0
+        dt, dc = time.perf_counter() - t0, time.process_time() - c0
         if step >= a.warmup:
             times.append(dt)
+            cpu.append(dc)
     ms = 1000 * sorted(times)[len(times) // 2]
     n_par = sum(v.numel() for v in params.values())
     # training FLOPs: 6 * matmul params * tokens + attention (12 * L * T * C per token, causal half)
     mm = sum(v.numel() for k, v in params.items() if not k.endswith(("an", "fn", "norm")))
     flops = 6 * mm * B * T + 6 * L * B * T * T * C
     res = {"framework": "pytorch " + torch.__version__, "model": a.model, "quant": a.quant, "threads": a.threads,
-           "blas_threads": blas, "step_ms": ms, "tokens_per_s": B * T / (ms / 1000), "gflops": flops / (ms / 1000) / 1e9,
+           "blas_threads": blas, "step_ms": ms, "cpu_ms": 1000 * sorted(cpu)[len(cpu) // 2], "tokens_per_s": B * T / (ms / 1000), "gflops": flops / (ms / 1000) / 1e9,
            "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, "params": n_par}
     if a.json:
         print(json.dumps(res))
