@@ -2,7 +2,8 @@
 # test_threads.sh: training is independent of the thread count. A tiny model trained N steps with
 # threads=1 and threads=2 (same seed) ends with bit-identical parameters and optimizer state, and the
 # same per-step loss, grad_norm and val_loss in metrics.jsonl (GEMM, ops, cross-entropy mean, grad
-# norm and eval loss all reduce in a fixed order whatever the thread count).
+# norm and eval loss all reduce in a fixed order whatever the thread count). Sizes are chosen so the
+# OpenMP loops of cross-entropy, norms and elementwise ops really run in parallel (rows x cols >= 32768).
 set -uo pipefail
 NIBBLE=${NIBBLE:?path of the nibble binary}
 ROOT=${NB_SOURCE_ROOT:?project root}
@@ -31,12 +32,12 @@ model:
   dim: 64
   n_layers: 2
   n_heads: 4
-  seq_len: 32
+  seq_len: 64
 data:
   train: $W/t.txt
   val_fraction: 0.1
   tokenizer: char
-  batch_size: 4
+  batch_size: 8
 optim:
   lr: 3.0e-3
   grad_clip: 1.0
