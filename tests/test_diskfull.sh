@@ -12,6 +12,7 @@ W=$(mktemp -d "${TMPDIR:-/tmp}/nb_diskfull.XXXXXX")
 MNT=""
 cleanup() { [[ -n $MNT ]] && umount "$MNT" 2>/dev/null; rm -rf "$W"; }
 trap cleanup EXIT
+[[ -n ${NB_KEEP:-} ]] && trap - EXIT
 fail() { echo "FAIL: $*"; exit 1; }
 
 head -c 30000 "$ROOT/examples/data/tinyshakespeare.txt" >"$W/text.txt"
