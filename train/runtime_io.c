@@ -276,7 +276,7 @@ nb_status nb_qmodel_from_llama2c(const char *path, const char *tok_path, nb_qmod
     }
     int32_t h[7];
     memcpy(h, buf, 28);
-    nb_qconfig c = {h[0], h[1], h[2], h[3], h[4], h[5] < 0 ? -h[5] : h[5], h[6], h[5] > 0, 1e-5f, 10000.0f};
+    nb_qconfig c = {h[0], h[1], h[2], h[3], h[4], h[5] < 0 ? (h[5] == INT32_MIN ? 0 : -h[5]) : h[5], h[6], h[5] > 0, 1e-5f, 10000.0f};
     if ((st = nb_qconfig_check(&c, path))) goto fail;
     int64_t C = c.dim, H = c.hidden_dim, L = c.n_layers, V = c.vocab, hs = C / c.n_heads, kv = hs * c.n_kv_heads;
     int64_t nfl = V * C + L * C + L * C * C + 2 * L * kv * C + L * C * C + L * C + 3 * L * H * C + C + c.seq_len * hs;
