@@ -388,6 +388,17 @@ void nb_fakequant_mat(const nb_qspec *s, const float *x, int64_t rows, int64_t c
 /* per row (token): range of each segment, params by the same rule, fake-quant */
 static void dynamic_with(fq_fn fq, mm_fn mm, const nb_qspec *s, const float *x, int64_t rows, int64_t cols, float *y,
                          float *scale_out) {
+    if (s->format == NB_QFMT_Q8_0) { /* activations: llama.cpp's x86 rule (quant_blocks.h) */
+        for (int64_t r = 0; r < rows; r++) nb_fakequant_row_q8_0_act(x + r * cols, y + r * cols, cols);
+        if (scale_out)
+            for (int64_t r = 0; r < rows; r++)
+                for (int64_t j = 0; j < cols / 32; j++) {
+                    nb_block_q8_0 b;
+                    nb_quantize_row_q8_0_act(x + r * cols + j * 32, &b, 32);
+                    scale_out[r * (cols / 32) + j] = nb_fp16_to_fp32(b.d);
+                }
+        return;
+    }
     if (s->format != NB_QFMT_INT) {
         fakequant_with(fq, s, x, rows, cols, NULL, NULL, y);
         if (scale_out && (s->format == NB_QFMT_Q8_0 || s->format == NB_QFMT_Q4_0)) {

@@ -73,6 +73,30 @@ void nb_fakequant_row_q8_0(const float *x, float *y, int64_t k) {
     }
 }
 
+void nb_quantize_row_q8_0_act(const float *x, nb_block_q8_0 *y, int64_t k) {
+    NB_ASSERT(k % NB_QK8_0 == 0);
+    for (int64_t i = 0; i < k / NB_QK8_0; i++) {
+        const float *xb = x + i * NB_QK8_0;
+        float amax = 0.0f;
+        for (int j = 0; j < NB_QK8_0; j++) amax = fmaxf(amax, fabsf(xb[j]));
+        const float id = amax != 0.0f ? 127.0f / amax : 0.0f;
+        y[i].d = nb_fp32_to_fp16(amax / 127.0f);
+        for (int j = 0; j < NB_QK8_0; j++) {
+            float v = nearbyintf(xb[j] * id); /* half to even, as _mm256_round_ps(_MM_ROUND_NEAREST) */
+            y[i].qs[j] = (int8_t)(v > 127.0f ? 127.0f : v < -127.0f ? -127.0f : v);
+        }
+    }
+}
+
+void nb_fakequant_row_q8_0_act(const float *x, float *y, int64_t k) {
+    NB_ASSERT(k % NB_QK8_0 == 0);
+    for (int64_t i = 0; i < k; i += NB_QK8_0) {
+        nb_block_q8_0 b;
+        nb_quantize_row_q8_0_act(x + i, &b, NB_QK8_0);
+        nb_dequantize_row_q8_0(&b, y + i, NB_QK8_0);
+    }
+}
+
 void nb_fakequant_row_q4_0(const float *x, float *y, int64_t k) {
     NB_ASSERT(k % NB_QK4_0 == 0);
     for (int64_t i = 0; i < k; i += NB_QK4_0) {

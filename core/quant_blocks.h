@@ -44,6 +44,13 @@ static inline int nb_q4_0_code(const nb_block_q4_0 *b, int j) {
     return j < 16 ? (b->qs[j] & 15) - 8 : (b->qs[j - 16] >> 4) - 8;
 }
 
+/* llama.cpp's x86 CPU path quantizes the activation rows of a Q4_0/Q8_0 matmul with a variant of
+   the reference: id = 127 / amax (not 1 / d) and round half to even (_mm256_round_ps), codes
+   clamped to -127..127, d = fp16(amax / 127). nibble's runtime (ops/kernels/qdot.h) does the same;
+   the QAT activation grid q8_0 fake-quantizes through it, so training sees the deployed codes. */
+void nb_quantize_row_q8_0_act(const float *x, nb_block_q8_0 *y, int64_t k);
+void nb_fakequant_row_q8_0_act(const float *x, float *y, int64_t k);
+
 /* Fake-quant of a row through the block format: y = dequantize(quantize(x)), k % 32 == 0.
    x and y may alias. */
 void nb_fakequant_row_q8_0(const float *x, float *y, int64_t k);

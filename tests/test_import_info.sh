@@ -37,7 +37,7 @@ head -c 1000 "$data/model.bin" > "$tmp/trunc.bin"
 expect_rc 1 "trunc.bin: 1000 bytes, but the llama2.c header" "$NIBBLE" import llama2c "$tmp/trunc.bin" -o "$tmp/x.h5"
 [ ! -e "$tmp/x.h5" ] || fail "a failed import left an output file"
 expect_rc 1 "the tokenizer has 512 tokens but" \
-    "$NIBBLE" import llama2c "$NB_SOURCE_ROOT/tests/fuzz/corpus/llama2c/tiny_tied.bin" --tokenizer "$data/tok512.bin" -o "$tmp/x.h5"
+    "$NIBBLE" import llama2c "$NB_SOURCE_ROOT/tests/fuzz/corpus/llama2c_bin/tied.bin" --tokenizer "$data/tok512.bin" -o "$tmp/x.h5"
 expect_rc 1 "$tmp/none.bin" "$NIBBLE" import llama2c "$tmp/none.bin" -o "$tmp/x.h5"
 expect_rc 1 "unknown source format 'gguf'" "$NIBBLE" import gguf "$data/model.bin" -o "$tmp/x.h5"
 expect_rc 1 "usage: nibble import" "$NIBBLE" import llama2c "$data/model.bin"

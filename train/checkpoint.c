@@ -10,6 +10,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "checkpoint_impl.h"
 #include "import_llama2c.h"
 
 #define MAX_SET_TENSORS 100000 /* a set listing more datasets than this is refused */
@@ -76,143 +77,6 @@ static int reserved_set(const char *name) {
 
 static int reserved_attr(const char *key) {
     return !strcmp(key, "format") || !strcmp(key, "version") || !strcmp(key, "step") || !strcmp(key, "recipe");
-}
-
-/* ---- the seal: a 512-byte HDF5 user block in front of the file ----
-   HDF5 ignores a user block (h5py opens the file as usual) and finds its superblock at offset 512.
-   nibble puts a header there: magic, file size and a hash of every byte after the block. The
-   loader checks it before HDF5 parses anything, so a truncated or corrupted checkpoint is refused
-   with a clear message instead of reaching libhdf5's parsers, which crash or hang on some
-   corrupted inputs (found by fuzz_ckpt). Layout (little-endian):
-     0   8  magic "NBCKPT\x01\n"
-     8   8  u64 total file size in bytes
-     16  8  u64 hash of bytes [512, size) (seal_hash below)
-     24  8  u64 seal version (1)
-     32  .. a human-readable line, then zeros up to 512 */
-#define SEAL_BYTES 512
-static const char seal_magic[8] = {'N', 'B', 'C', 'K', 'P', 'T', 1, '\n'};
-
-/* 64-bit hash, xxh64-style rounds over little-endian 8-byte words (the tail zero-padded), then
-   the length and an avalanche. Detects corruption; not cryptographic. */
-typedef struct seal_hasher {
-    uint64_t h;
-    uint64_t len;
-} seal_hasher;
-
-#define P1 0x9E3779B185EBCA87ULL
-#define P2 0xC2B2AE3D27D4EB4FULL
-static inline uint64_t rotl64(uint64_t x, int r) { return (x << r) | (x >> (64 - r)); }
-
-static void seal_update(seal_hasher *s, const unsigned char *p, size_t n) {
-    NB_ASSERT(s->len % 8 == 0); /* callers feed multiples of 8 except at the very end */
-    uint64_t h = s->h;
-    size_t i = 0;
-    for (; i + 8 <= n; i += 8) {
-        uint64_t w;
-        memcpy(&w, p + i, 8);
-        h = rotl64(h ^ (w * P2), 31) * P1;
-    }
-    if (i < n) {
-        uint64_t w = 0;
-        memcpy(&w, p + i, n - i);
-        h = rotl64(h ^ (w * P2), 31) * P1;
-    }
-    s->h = h;
-    s->len += n;
-}
-
-static uint64_t seal_final(const seal_hasher *s) {
-    uint64_t h = s->h ^ (s->len * P1);
-    h ^= h >> 33;
-    h *= P2;
-    h ^= h >> 29;
-    h *= P1;
-    return h ^ (h >> 32);
-}
-
-static void put_u64(unsigned char *p, uint64_t v) {
-    for (int i = 0; i < 8; i++) p[i] = (unsigned char)(v >> (8 * i));
-}
-
-static uint64_t get_u64(const unsigned char *p) {
-    uint64_t v = 0;
-    for (int i = 0; i < 8; i++) v |= (uint64_t)p[i] << (8 * i);
-    return v;
-}
-
-static void seal_write(unsigned char *img, size_t n) {
-    seal_hasher hs = {0x6e6962626c65ULL, 0};
-    seal_update(&hs, img + SEAL_BYTES, n - SEAL_BYTES);
-    memset(img, 0, SEAL_BYTES);
-    memcpy(img, seal_magic, 8);
-    put_u64(img + 8, (uint64_t)n);
-    put_u64(img + 16, seal_final(&hs));
-    put_u64(img + 24, 1);
-    snprintf((char *)img + 32, SEAL_BYTES - 32,
-             "nibble checkpoint: HDF5 file with a 512-byte user block (this seal); open it with h5py as usual.\n");
-}
-
-/* NB_OK when path starts with a seal that matches its size and contents. */
-static nb_status seal_check(const char *path) {
-    FILE *f = fopen(path, "rb");
-    if (!f) return nb_fail(NB_EIO, "open %s: %s", path, strerror(errno));
-    struct stat sb;
-    unsigned char hdr[SEAL_BYTES];
-    nb_status st = NB_OK;
-    if (fstat(fileno(f), &sb) != 0) st = nb_fail(NB_EIO, "%s: stat: %s", path, strerror(errno));
-    else if (sb.st_size < 8 || fread(hdr, 1, 8, f) != 8 || memcmp(hdr, seal_magic, 8)) {
-        static const unsigned char sig[8] = {0x89, 'H', 'D', 'F', '\r', '\n', 0x1a, '\n'};
-        st = nb_fail(NB_EFORMAT, "%s: not a nibble checkpoint (%s)", path,
-                     sb.st_size >= 8 && !memcmp(hdr, sig, 8) ? "an HDF5 file without nibble's checkpoint header"
-                                                             : "not an HDF5 file");
-    } else if (sb.st_size < SEAL_BYTES || fread(hdr + 8, 1, SEAL_BYTES - 8, f) != SEAL_BYTES - 8)
-        st = nb_fail(NB_EFORMAT, "%s: truncated checkpoint (%lld bytes)", path, (long long)sb.st_size);
-    else if (get_u64(hdr + 24) != 1)
-        st = nb_fail(NB_EFORMAT, "%s: checkpoint header version %llu, this build reads 1", path,
-                     (unsigned long long)get_u64(hdr + 24));
-    else if (get_u64(hdr + 8) != (uint64_t)sb.st_size)
-        st = nb_fail(NB_EFORMAT, "%s: truncated or extended checkpoint: %lld bytes, its header says %llu", path,
-                     (long long)sb.st_size, (unsigned long long)get_u64(hdr + 8));
-    if (st == NB_OK) {
-        seal_hasher hs = {0x6e6962626c65ULL, 0};
-        size_t cap = (size_t)1 << 20;
-        unsigned char *buf = nb_malloc(cap);
-        if (!buf) st = nb_fail(NB_ENOMEM, "%s: checksum buffer", path);
-        size_t k;
-        while (st == NB_OK && (k = fread(buf, 1, cap, f)) > 0) seal_update(&hs, buf, k);
-        if (st == NB_OK && ferror(f)) st = nb_fail(NB_EIO, "%s: read: %s", path, strerror(errno));
-        if (st == NB_OK && (hs.len != (uint64_t)sb.st_size - SEAL_BYTES || seal_final(&hs) != get_u64(hdr + 16)))
-            st = nb_fail(NB_EFORMAT, "%s: checksum mismatch: the checkpoint is corrupted (or was modified after "
-                         "nibble wrote it)", path);
-        nb_free(buf);
-    }
-    fclose(f);
-    return st;
-}
-
-nb_status nb_ckpt_seal_file(const char *path) {
-    FILE *f = fopen(path, "r+b");
-    if (!f) return nb_fail(NB_EIO, "open %s: %s", path, strerror(errno));
-    struct stat sb;
-    unsigned char *img = NULL;
-    nb_status st = NB_OK;
-    unsigned char magic[8];
-    if (fstat(fileno(f), &sb) != 0) st = nb_fail(NB_EIO, "%s: stat: %s", path, strerror(errno));
-    else if (sb.st_size <= SEAL_BYTES || fread(magic, 1, 8, f) != 8 || memcmp(magic, seal_magic, 8))
-        st = nb_fail(NB_EFORMAT, "%s: no nibble checkpoint header to update (only files written by nibble have one)", path);
-    else if (!(img = nb_malloc((size_t)sb.st_size)))
-        st = nb_fail(NB_ENOMEM, "%s: %lld bytes", path, (long long)sb.st_size);
-    else if (fseek(f, 0, SEEK_SET) != 0 || fread(img, 1, (size_t)sb.st_size, f) != (size_t)sb.st_size)
-        st = nb_fail(NB_EIO, "%s: read: %s", path, strerror(errno));
-    if (st == NB_OK) {
-        seal_write(img, (size_t)sb.st_size);
-        if (fseek(f, 0, SEEK_SET) != 0 || fwrite(img, 1, SEAL_BYTES, f) != SEAL_BYTES || fflush(f) != 0 ||
-            fsync(fileno(f)) != 0)
-            st = nb_fail(NB_EIO, "%s: write: %s", path, strerror(errno));
-    }
-    nb_free(img);
-    if (fclose(f) != 0 && st == NB_OK) st = nb_fail(NB_EIO, "%s: close: %s", path, strerror(errno));
-    return st;
 }
 
 /* ---- writing ---- */
@@ -461,7 +325,7 @@ nb_status nb_ckpt_save(const char *path, const nb_ckpt_contents *c) {
     H5Pset_libver_bounds(fapl, H5F_LIBVER_EARLIEST, H5F_LIBVER_V18);
     H5Pset_fapl_core(fapl, est < ((size_t)256 << 20) ? est : ((size_t)256 << 20), 0);
     hid_t fcpl = H5Pcreate(H5P_FILE_CREATE);
-    H5Pset_userblock(fcpl, SEAL_BYTES);
+    H5Pset_userblock(fcpl, NB_CKPT_SEAL_BYTES);
     w.file = H5Fcreate(tmp, H5F_ACC_TRUNC, fcpl, fapl);
     H5Pclose(fcpl);
     H5Pclose(fapl);
@@ -471,18 +335,18 @@ nb_status nb_ckpt_save(const char *path, const nb_ckpt_contents *c) {
     ssize_t n = 0;
     if (st == NB_OK && H5Fflush(w.file, H5F_SCOPE_GLOBAL) < 0) st = wfail(&w, "flush");
     if (st == NB_OK && (n = H5Fget_file_image(w.file, NULL, 0)) <= 0) st = wfail(&w, "image size");
-    if (st == NB_OK && !(img = nb_malloc((size_t)n + SEAL_BYTES)))
+    if (st == NB_OK && !(img = nb_malloc((size_t)n + NB_CKPT_SEAL_BYTES)))
         st = nb_fail(NB_ENOMEM, "write %s: image of %zd bytes", path, n);
     /* the image starts at the superblock (HDF5 leaves the user block out of it): the seal goes in front */
-    if (st == NB_OK && H5Fget_file_image(w.file, img + SEAL_BYTES, (size_t)n) != n) st = wfail(&w, "image");
-    n += SEAL_BYTES;
+    if (st == NB_OK && H5Fget_file_image(w.file, img + NB_CKPT_SEAL_BYTES, (size_t)n) != n) st = wfail(&w, "image");
+    n += NB_CKPT_SEAL_BYTES;
     if (H5Fclose(w.file) < 0 && st == NB_OK) st = wfail(&w, "close image");
-    if (st == NB_OK && n <= SEAL_BYTES) st = nb_fail(NB_EIO, "write %s: image of %zd bytes", path, n);
+    if (st == NB_OK && n <= NB_CKPT_SEAL_BYTES) st = nb_fail(NB_EIO, "write %s: image of %zd bytes", path, n);
     if (st != NB_OK) {
         nb_free(img);
         return st == NB_EINVAL || st == NB_ENOMEM ? st : NB_EIO;
     }
-    seal_write((unsigned char *)img, (size_t)n);
+    nb_ckpt_seal_write((unsigned char *)img, (size_t)n);
     /* temp file, fsync, rename, fsync the directory */
     int fd = open(tmp, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
     if (fd < 0) st = nb_fail(NB_EIO, "write %s: cannot create %s: %s", path, tmp, strerror(errno));
@@ -599,7 +463,7 @@ int nb_file_is_hdf5(const char *path) {
     unsigned char b[8];
     FILE *f = fopen(path, "rb");
     if (!f) return 0;
-    int ok = fread(b, 1, 8, f) == 8 && (!memcmp(b, sig, 8) || !memcmp(b, seal_magic, 8));
+    int ok = fread(b, 1, 8, f) == 8 && (!memcmp(b, sig, 8) || !memcmp(b, nb_ckpt_seal_magic, 8));
     fclose(f);
     return ok;
 }
@@ -613,7 +477,7 @@ nb_status nb_ckpt_open(const char *path, nb_ckpt **out) {
     FILE *f = fopen(path, "rb");
     if (!f) return nb_fail(NB_EIO, "open %s: %s", path, strerror(errno));
     fclose(f);
-    NB_TRY(seal_check(path));
+    NB_TRY(nb_ckpt_seal_check(path));
     nb_ckpt *c = nb_calloc(1, sizeof *c);
     if (!c || !(c->path = nb_strdup(path))) {
         nb_free(c);

@@ -9,13 +9,15 @@
 #include "cli.h"
 #include "eval_compare.h"
 #include "evaluate.h"
+#include "export.h"
 #include "qat_ckpt.h"
 
 static void usage(FILE *f) {
     fprintf(f,
             "usage: nibble eval MODEL [MODEL ...] --data TEXT_OR_H5 [--json] [options]\n"
             "  Mean cross-entropy (nats/token) and perplexity of each model on the data.\n"
-            "  MODEL        a nibble checkpoint (.h5) or a llama2.c model.bin (with --tokenizer)\n"
+            "  MODEL        a nibble checkpoint (.h5), a llama2.c model.bin (with --tokenizer), or an export\n"
+            "               (GGUF, nibble export .h5, llama2.c version-2 .bin) run by the integer runtime\n"
             "  --data F     text (tokenized with each model's own tokenizer; a line <|endoftext|>\n"
             "               separates documents, each starting with BOS when the tokenizer has one)\n"
             "               or a prepared .h5 token dataset (its tokenizer must match the model's)\n"
@@ -42,6 +44,10 @@ typedef nb_eval_row row;
 
 static nb_status eval_one(const char *path, const char *data, const char *split, const char *tok_path, int T, int B,
                           int64_t max_windows, int fp32, row *out) {
+    if (nb_export_is_file(path)) { /* GGUF, nibble export, llama2.c v2: the integer runtime */
+        out->quantized = 1;
+        return nb_export_eval(path, data, split, tok_path, T, max_windows, &out->loss, &out->tokens);
+    }
     nb_model m;
     nb_tokenizer *tok = NULL;
     nb_qat *q = NULL;

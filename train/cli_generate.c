@@ -7,6 +7,7 @@
 #include "../core/simd.h"
 #include "cli.h"
 #include "evaluate.h"
+#include "export.h"
 #include "qat_ckpt.h"
 
 static void usage(FILE *f) {
@@ -15,7 +16,9 @@ static void usage(FILE *f) {
             "                       [--seed S] [--tokenizer T] [--json] [--fp32]\n"
             "  Samples a continuation of the prompt (encoded with BOS, as llama2.c does). A quantized\n"
             "  checkpoint (QAT run, nibble ptq) generates through its policy (fake-quant on).\n"
-            "  MODEL            a nibble checkpoint (.h5) or a llama2.c model.bin (with --tokenizer)\n"
+            "  MODEL            a nibble checkpoint (.h5), a llama2.c model.bin (with --tokenizer), or an\n"
+            "                   export (GGUF, nibble export .h5, llama2.c version-2 .bin: integer runtime;\n"
+            "                   a llama2.c .bin needs --tokenizer tokenizer.bin)\n"
             "  --tokens N       tokens to generate (default 256); stops early at BOS/EOS\n"
             "  --temperature T  0 = greedy (default 1.0)\n"
             "  --top-p P        nucleus sampling mass in (0, 1]; 1 = off (default 0.9)\n"
@@ -39,7 +42,7 @@ static void json_str(const char *s) {
 
 int nb_cmd_generate(int argc, char **argv) {
     const char *path = NULL, *prompt = "", *tok_path = NULL;
-    nb_gen_opts g = {256, 1.0f, 0.9f, (uint64_t)time(NULL), 1};
+    nb_generate_opts g = {256, 1.0f, 0.9f, (uint64_t)time(NULL), 1};
     int json = 0, fp32 = 0;
     for (int i = 1; i < argc; i++) {
         const char *v = NULL;
@@ -92,11 +95,13 @@ int nb_cmd_generate(int argc, char **argv) {
         return 1;
     }
     nb_model m;
+    memset(&m, 0, sizeof m);
     nb_tokenizer *tok = NULL;
     nb_qat *q = NULL;
-    nb_status s = nb_model_open_any(path, tok_path, &m, &tok);
+    int exported = nb_export_is_file(path); /* GGUF, nibble export, llama2.c v2: the integer runtime */
+    nb_status s = exported ? NB_OK : nb_model_open_any(path, tok_path, &m, &tok);
     if (s != NB_OK) return nb_cli_fail("generate", s);
-    if (!fp32 && (s = nb_qat_load_file(path, &m, &q)) != NB_OK) { /* the policy the checkpoint carries */
+    if (!exported && !fp32 && (s = nb_qat_load_file(path, &m, &q)) != NB_OK) { /* the policy the checkpoint carries */
         nb_tokenizer_free(tok);
         nb_model_free(&m);
         return nb_cli_fail("generate", s);
@@ -106,7 +111,12 @@ int nb_cmd_generate(int argc, char **argv) {
     char *text = NULL;
     struct timespec t0, t1;
     clock_gettime(CLOCK_MONOTONIC, &t0);
-    s = nb_generate(&m, tok, prompt, &g, &ids, &n, &text);
+    if (exported) {
+        nb_export_gen eg = {g.n_tokens, g.temperature, g.top_p, g.seed, g.stop_at_eos};
+        s = nb_export_generate(path, tok_path, prompt, &eg, &ids, &n, &text);
+    } else {
+        s = nb_generate(&m, tok, prompt, &g, &ids, &n, &text);
+    }
     clock_gettime(CLOCK_MONOTONIC, &t1);
     double dt = (double)(t1.tv_sec - t0.tv_sec) + 1e-9 * (double)(t1.tv_nsec - t0.tv_nsec);
     int code = 0;

@@ -7,6 +7,7 @@
 
 #include "../data/tokenizer.h"
 #include "checkpoint.h"
+#include "export.h"
 #include "cli.h"
 #include "import_llama2c.h"
 #include "recipe.h"
@@ -373,7 +374,12 @@ typedef struct info_format {
     nb_status (*show)(const char *path, int json);   /* prints the report (text or one JSON object) */
 } info_format;
 
+/* ---- exports (GGUF, nibble export, llama2.c version 2): the runtime's description ---- */
+
+static nb_status info_export(const char *path, int json) { return nb_export_info(stdout, path, json); }
+
 static const info_format formats[] = {
+    {"export", nb_export_is_file, info_export},
     {"nibble-checkpoint", probe_hdf5, info_checkpoint},
     {"llama2c", probe_llama2c, info_llama2c},
 };
@@ -381,7 +387,8 @@ static const info_format formats[] = {
 static void usage(FILE *f) {
     fprintf(f, "usage: nibble info MODEL [--json]\n\n"
                "Shows a model file's config, parameter count, tensors (name, shape) and quantization.\n"
-               "MODEL: a nibble checkpoint (.h5) or a llama2.c .bin. --json prints one JSON object.\n");
+               "MODEL: a nibble checkpoint (.h5), a llama2.c .bin, or an export (GGUF, nibble export .h5,\n"
+               "llama2.c version-2 .bin). --json prints one JSON object.\n");
 }
 
 int nb_cmd_info(int argc, char **argv) {

@@ -7,7 +7,9 @@
 #include <string.h>
 
 #include "../ops/ops.h"
+#include "../data/dataset.h"
 #include "checkpoint.h"
+#include "runtime.h"
 #include "import_llama2c.h"
 
 static int ends_with(const char *s, const char *suf) {
@@ -102,7 +104,7 @@ static nb_status append_piece(const nb_tokenizer *tok, int prev, int id, char **
     return NB_OK;
 }
 
-nb_status nb_generate(nb_model *m, const nb_tokenizer *tok, const char *prompt, const nb_gen_opts *o,
+nb_status nb_generate(nb_model *m, const nb_tokenizer *tok, const char *prompt, const nb_generate_opts *o,
                       int32_t **out, int *n_out, char **text) {
     if (out) *out = NULL;
     if (n_out) *n_out = 0;
@@ -222,6 +224,9 @@ nb_status nb_model_open_any(const char *path, const char *tokenizer_path, nb_mod
         if (s != NB_OK) nb_model_free(m);
         return s;
     }
-    return nb_fail(NB_EUNSUPPORTED, "%s: not a nibble checkpoint or llama2.c model (exports are not supported here yet)",
+    return nb_fail(NB_EFORMAT,
+                   "%s: unknown model format: not a nibble checkpoint, a llama2.c model (.bin) or an export (GGUF, "
+                   "nibble export .h5, llama2.c version-2 .bin)",
                    path);
 }
+

@@ -16,24 +16,25 @@ nb_status nb_eval_tokens(nb_tape *tape, nb_model *m, const int32_t *tokens, int6
                          int64_t max_windows, double *loss, int64_t *n_targets);
 
 /* Generation settings (temperature 0 = greedy; top_p in (0, 1) = nucleus sampling). */
-typedef struct nb_gen_opts {
+typedef struct nb_generate_opts {
     int n_tokens;        /* tokens to generate */
     float temperature;
     float top_p;
     uint64_t seed;
     int stop_at_eos;     /* stop early on BOS/EOS (llama2.c stops on BOS) */
-} nb_gen_opts;
+} nb_generate_opts;
 
 /* Encodes prompt with BOS (when the tokenizer has one; a char/byte tokenizer with an empty prompt
    starts from a newline) and samples up to o->n_tokens more. When the context reaches the model's
    seq_len, it continues from the last seq_len / 2 tokens (re-prefilled). *out = the generated ids
    (nb_malloc'ed, *n_out of them), *text = their decoded text (nb_malloc'ed); either may be NULL. */
-nb_status nb_generate(nb_model *m, const nb_tokenizer *tok, const char *prompt, const nb_gen_opts *o,
+nb_status nb_generate(nb_model *m, const nb_tokenizer *tok, const char *prompt, const nb_generate_opts *o,
                       int32_t **out, int *n_out, char **text);
 
 /* A model and its tokenizer from a file: a nibble checkpoint (the tokenizer stored in it) or a
    llama2.c .bin (tokenizer_path, a llama2.c tokenizer.bin, required then; NULL otherwise). The
    seam for export files: other formats give NB_EUNSUPPORTED naming the file for now. */
 nb_status nb_model_open_any(const char *path, const char *tokenizer_path, nb_model *m, nb_tokenizer **tok);
+
 
 #endif

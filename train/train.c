@@ -824,7 +824,7 @@ static nb_status run(trainer *tr) {
         if (!isnan(val)) res->val_loss = val;
     }
     if (r->sample_tokens > 0) {
-        nb_gen_opts g = {r->sample_tokens, 0.8f, 0.95f, r->seed, 1};
+        nb_generate_opts g = {r->sample_tokens, 0.8f, 0.95f, r->seed, 1};
         NB_TRY(nb_generate(&tr->model, tr->tok, r->sample_prompt, &g, NULL, NULL, &res->sample));
     }
     return NB_OK;
