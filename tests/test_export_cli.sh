@@ -154,6 +154,23 @@ PY
     && fail "--min-top1 did not fail on a perturbed export"
 fi
 
+# ---- llama.cpp runs the QAT GGUF export with nibble's greedy tokens (when node-llama-cpp is present) ----
+mods=""
+for d in ${NB_NODE_MODULES:-} "$root" "$HOME/.cache/nibble-npm"; do [ -d "$d/node_modules/node-llama-cpp" ] && mods=$d && break; done
+if command -v node >/dev/null && [ -n "$mods" ] && [ -z "${NB_SANITIZE:-}" ]; then
+  ours=$("$nb" generate "$tmp/q40.gguf" --prompt "Once upon a time" --tokens 24 --temperature 0 --json \
+         | $py -c "import json,sys; print(' '.join(map(str, json.load(sys.stdin)['tokens'])))")
+  theirs=$(NB_NODE_MODULES=$mods node "$root/tests/llamacpp_greedy.mjs" "$tmp/q40.gguf" 24 1 403 407 261 378 2>"$tmp/err")
+  rc=$?
+  if [ $rc = 0 ]; then
+    [ "$ours" = "$theirs" ] || fail "llama.cpp greedy tokens differ on the QAT export: nibble '$ours', llama.cpp '$theirs'"
+  elif [ $rc != 77 ]; then
+    fail "llama.cpp could not run the QAT export: $(cat "$tmp/err")"
+  fi
+else
+  echo "note: node-llama-cpp not found: llama.cpp comparison skipped"
+fi
+
 # ---- truncated and foreign files ----
 head -c 5000 "$tmp/q40.gguf" > "$tmp/trunc.gguf"
 head -c 3000 "$tmp/q40.bin" > "$tmp/trunc.bin"
