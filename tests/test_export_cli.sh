@@ -38,7 +38,7 @@ quant:
   weights:
     - {match: "*", bits: 4, granularity: group, group_size: 32, tail: short_group}
   activations:
-    - {match: "*", bits: 8, granularity: token, restrict_range: true}
+    - {match: "*", bits: 8, granularity: group, group_size: 32, tail: short_group, restrict_range: true}
 Y
 "$nb" ptq "$data/stories260K/model.bin" --recipe "$tmp/q40.yaml" -o "$tmp/q40.h5" --quiet >/dev/null || fail "ptq q4_0"
 "$nb" ptq "$data/stories260K/model.bin" --recipe "$tmp/int4.yaml" -o "$tmp/int4.h5" --quiet >/dev/null || fail "ptq int4"
