@@ -610,7 +610,7 @@ void nb_export_report_print(FILE *f, const nb_export_report *r, const char *out_
     }
     if (r->llama2c_gs) fprintf(f, "llama2.c group size: %d\n", r->llama2c_gs);
     double fp = (double)r->fp32_bytes;
-    fprintf(f, "sizes: checkpoint %.2f MB (weights as fp32 %.2f MB) -> %s %.2f MB (%.2fx smaller than fp32)\n",
+    fprintf(f, "sizes: checkpoint %.2f MB (weights as fp32 %.2f MB) -> %s %.2f MB (fp32 weights / export = %.2fx)\n",
             (double)r->ckpt_bytes / 1e6, fp / 1e6, out_path, (double)r->out_bytes / 1e6,
             r->out_bytes > 0 ? fp / (double)r->out_bytes : 0.0);
 }

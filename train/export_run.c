@@ -12,6 +12,13 @@
 #include "runtime_io.h"
 
 int nb_export_is_file(const char *path) {
+    /* a sealed nibble checkpoint is never handed to HDF5 before its seal is checked */
+    FILE *fp = fopen(path, "rb");
+    if (!fp) return 0;
+    char magic[8] = {0};
+    size_t got = fread(magic, 1, sizeof magic, fp);
+    fclose(fp);
+    if (got == sizeof magic && !memcmp(magic, "NBCKPT\x01\n", 8)) return 0;
     nb_model_format f = nb_runtime_detect(path);
     nb_clear_error();
     return f == NB_FMT_GGUF || f == NB_FMT_LLAMA2C_Q80 || f == NB_FMT_NIBBLE_EXPORT;
