@@ -499,7 +499,10 @@ static nb_status save_ckpt(trainer *tr) {
     c.attrs[c.n_attrs++] = (nb_ckpt_attr){"skipped", skipped};
     c.attrs[c.n_attrs++] = (nb_ckpt_attr){"first_loss", first};
     c.attrs[c.n_attrs++] = (nb_ckpt_attr){"optim", r->optim.name};
-    NB_TRY(nb_ckpt_save(path, &c));
+    nb_status st = nb_ckpt_save(path, &c);
+    if (st != NB_OK) /* disk full / write error: the previous checkpoints are untouched; stop */
+        return nb_fail_prefix(st, "checkpoint at step %lld failed (previous checkpoint %s kept, run stopped)",
+                              (long long)tr->step, tr->res->ckpt[0] ? tr->res->ckpt : "(none in this run)");
     /* latest.h5: a second name for the same complete file (hard link + atomic rename) */
     snprintf(tmp, sizeof tmp, "%s.tmp-%d", latest, (int)getpid());
     unlink(tmp);
@@ -716,6 +719,7 @@ static nb_status on_nan(trainer *tr, int64_t step0) {
         if (params_ok && (tr->r->max_skips <= 0 || tr->skipped < tr->r->max_skips)) return NB_OK;
         snprintf(msg + strlen(msg), sizeof msg - strlen(msg), "; %lld steps skipped, max_skips %d",
                  (long long)tr->skipped, tr->r->max_skips);
+        metrics_event(tr, "nan_stop", msg);
     } else {
         metrics_event(tr, "nan_stop", msg);
     }
