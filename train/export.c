@@ -145,6 +145,12 @@ static nb_status exact_tensor(void *ctx, const char *name, nb_qtensor *t, int la
         }
         t->type = qt;
         t->group = group;
+        /* the runtime quantizes this weight's input as the policy trained it: int8 per token
+           (symmetric -127..127) when the rule said token, else on the weight's own groups */
+        t->act_group = wi.act_quantized && wi.act_dynamic && wi.act_spec.format == NB_QFMT_INT &&
+                               wi.act_spec.gran != NB_QGRAN_GROUP
+                           ? K
+                           : 0;
         t->data = data;
         t->scales = scales;
         t->zeros = zeros;
