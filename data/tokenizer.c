@@ -711,3 +711,21 @@ done:
     nb_free(scores);
     return st;
 }
+
+nb_status nb_tokenizer_append_piece(const nb_tokenizer *t, int prev, int id, char **buf, size_t *len, size_t *cap) {
+    size_t n = 0;
+    const char *p = nb_tokenizer_piece(t, prev, id, &n);
+    if (!p) return NB_OK;
+    if (*len + n + 1 > *cap) {
+        size_t c = *cap ? *cap * 2 : 256;
+        while (c < *len + n + 1) c *= 2;
+        char *b = nb_realloc(*buf, c);
+        if (!b) return nb_fail(NB_ENOMEM, "generate: text of %zu bytes", c);
+        *buf = b;
+        *cap = c;
+    }
+    memcpy(*buf + *len, p, n);
+    *len += n;
+    (*buf)[*len] = 0;
+    return NB_OK;
+}

@@ -46,6 +46,9 @@ nb_status nb_tokenizer_encode(const nb_tokenizer *t, const char *text, size_t le
 /* The bytes of token `id` as printed after token `prev` (llama2.c strips the leading space after
    BOS and turns <0xXX> into the byte). Points into the tokenizer; *len set. */
 const char *nb_tokenizer_piece(const nb_tokenizer *t, int prev, int id, size_t *len);
+/* Append the piece of `id` (after `prev`) to a growing NUL-terminated buffer (*buf, *len used,
+   *cap allocated; nb_realloc'ed as needed). Used by generation to stream text. */
+nb_status nb_tokenizer_append_piece(const nb_tokenizer *t, int prev, int id, char **buf, size_t *len, size_t *cap);
 /* Decode a sequence to a NUL-terminated string (nb_malloc'ed). */
 nb_status nb_tokenizer_decode(const nb_tokenizer *t, const int32_t *ids, int64_t n, char **text);
 /* Raw vocabulary entry (for exports): the stored piece bytes and its merge score (0 if none). */

@@ -3,8 +3,8 @@
 # fake_quantize_per_channel_affine and learnable (LSQ) fake-quant, through tests/fakequant_torch.py.
 # Skips (77) when /usr/bin/python3 has no torch or the shared library is not built.
 set -u
-if [[ ${NB_SANITIZE:-0} == 1 ]]; then # python cannot load an ASan-built libnibble.so (runtime not first)
-  echo "SKIP: the ASan build's libnibble.so cannot be loaded into python (runs in the release build)"
+if [[ "${NB_SANITIZE:-0}" == 1 ]]; then
+  echo "SKIP: python cannot load a sanitizer-built libnibble.so (the release run covers this test)"
   exit 77
 fi
 root=${NB_SOURCE_ROOT:-$(cd "$(dirname "$0")/.." && pwd)}

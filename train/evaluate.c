@@ -1,4 +1,5 @@
 /* evaluate.c: windowed evaluation loss and generation. */
+#include "../data/tokenizer.h"
 #include "evaluate.h"
 
 #include <errno.h>
@@ -86,23 +87,6 @@ nb_status nb_eval_tokens(nb_tape *tape, nb_model *m, const int32_t *tokens, int6
 
 /* ---- generation ---- */
 
-static nb_status append_piece(const nb_tokenizer *tok, int prev, int id, char **buf, size_t *len, size_t *cap) {
-    size_t n = 0;
-    const char *p = nb_tokenizer_piece(tok, prev, id, &n);
-    if (!p) return NB_OK;
-    if (*len + n + 1 > *cap) {
-        size_t c = *cap ? *cap * 2 : 256;
-        while (c < *len + n + 1) c *= 2;
-        char *b = nb_realloc(*buf, c);
-        if (!b) return nb_fail(NB_ENOMEM, "generate: text of %zu bytes", c);
-        *buf = b;
-        *cap = c;
-    }
-    memcpy(*buf + *len, p, n);
-    *len += n;
-    (*buf)[*len] = 0;
-    return NB_OK;
-}
 
 nb_status nb_generate(nb_model *m, const nb_tokenizer *tok, const char *prompt, const nb_generate_opts *o,
                       int32_t **out, int *n_out, char **text) {
@@ -162,7 +146,7 @@ nb_status nb_generate(nb_model *m, const nb_tokenizer *tok, const char *prompt, 
         int next = nb_sampler_sample(&smp, logits);
         if (o->stop_at_eos && (next == bos || next == eos) && next >= 0) break;
         seq[len] = next;
-        if ((s = append_piece(tok, seq[len - 1], next, &buf, &blen, &bcap)) != NB_OK) goto done;
+        if ((s = nb_tokenizer_append_piece(tok, seq[len - 1], next, &buf, &blen, &bcap)) != NB_OK) goto done;
         len++;
     }
     if (out) {

@@ -145,6 +145,12 @@ static nb_status exact_tensor(void *ctx, const char *name, nb_qtensor *t, int la
         }
         t->type = qt;
         t->group = group;
+        /* the runtime quantizes this weight's input as the policy trained it: int8 per token
+           (symmetric -127..127) when the rule said token, else on the weight's own groups */
+        t->act_group = wi.act_quantized && wi.act_dynamic && wi.act_spec.format == NB_QFMT_INT &&
+                               wi.act_spec.gran != NB_QGRAN_GROUP
+                           ? K
+                           : 0;
         t->data = data;
         t->scales = scales;
         t->zeros = zeros;
@@ -610,7 +616,7 @@ void nb_export_report_print(FILE *f, const nb_export_report *r, const char *out_
     }
     if (r->llama2c_gs) fprintf(f, "llama2.c group size: %d\n", r->llama2c_gs);
     double fp = (double)r->fp32_bytes;
-    fprintf(f, "sizes: checkpoint %.2f MB (weights as fp32 %.2f MB) -> %s %.2f MB (%.2fx smaller than fp32)\n",
+    fprintf(f, "sizes: checkpoint %.2f MB (weights as fp32 %.2f MB) -> %s %.2f MB (fp32 weights / export = %.2fx)\n",
             (double)r->ckpt_bytes / 1e6, fp / 1e6, out_path, (double)r->out_bytes / 1e6,
             r->out_bytes > 0 ? fp / (double)r->out_bytes : 0.0);
 }

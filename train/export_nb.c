@@ -68,7 +68,8 @@ static nb_status write_tensor(void *vctx, const char *name, nb_qtensor *t, int l
     hid_t g = H5Gcreate2(w->tg, name, H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT);
     if (g < 0) return nb_fail(NB_EIO, "%s: cannot create group tensors/%s", w->path, name);
     int ok = attr_int(g, "qtype", t->type) && attr_str(g, "qtype_name", nb_qtype_name(t->type)) &&
-             attr_int(g, "rows", t->rows) && attr_int(g, "cols", t->cols) && attr_int(g, "group", t->group);
+             attr_int(g, "rows", t->rows) && attr_int(g, "cols", t->cols) && attr_int(g, "group", t->group) &&
+             attr_int(g, "act_group", t->act_group);
     hsize_t R = (hsize_t)t->rows, K = (hsize_t)t->cols;
     switch (t->type) {
     case NB_QT_F32: ok = ok && write_ds(g, "data", H5T_IEEE_F32LE, H5T_NATIVE_FLOAT, 2, R, K, t->data); break;
@@ -233,8 +234,9 @@ static nb_status read_tensor(void *vctx, const char *name, nb_qtensor *t, int la
     if (H5Lexists(c->tg, name, H5P_DEFAULT) <= 0) return nb_fail(NB_EFORMAT, "%s: missing tensor %s", c->path, name);
     hid_t g = H5Gopen2(c->tg, name, H5P_DEFAULT);
     if (g < 0) return nb_fail(NB_EFORMAT, "%s: tensor %s is not a group", c->path, name);
-    long long qt = -1, rows = -1, cols = -1, group = 0;
+    long long qt = -1, rows = -1, cols = -1, group = 0, act_group = 0;
     nb_status st = NB_OK;
+    if (H5Aexists(g, "act_group") > 0 && !read_attr_ll(g, "act_group", &act_group)) act_group = -1;
     if (!read_attr_ll(g, "qtype", &qt) || !read_attr_ll(g, "rows", &rows) || !read_attr_ll(g, "cols", &cols) ||
         !read_attr_ll(g, "group", &group))
         st = nb_fail(NB_EFORMAT, "%s: tensor %s lacks one of the attributes qtype, rows, cols, group", c->path, name);
@@ -248,11 +250,15 @@ static nb_status read_tensor(void *vctx, const char *name, nb_qtensor *t, int la
                      nb_qtype_name((nb_qtype)qt));
     else if ((qt == NB_QT_I8 || qt == NB_QT_I4) && (group <= 0 || group > cols))
         st = nb_fail(NB_EFORMAT, "%s: tensor %s: group %lld outside 1..%lld", c->path, name, group, cols);
+    else if ((qt == NB_QT_I8 || qt == NB_QT_I4) && act_group != 0 && act_group != group && act_group != cols)
+        st = nb_fail(NB_EFORMAT, "%s: tensor %s: act_group %lld is neither 0, its group %lld nor its %lld columns",
+                     c->path, name, act_group, group, cols);
     else if (t->rows == 1 && qt != NB_QT_F32)
         st = nb_fail(NB_EUNSUPPORTED, "%s: norm %s must be f32, is %s", c->path, name, nb_qtype_name((nb_qtype)qt));
     if (!st) {
         t->type = (nb_qtype)qt;
         t->group = (qt == NB_QT_I8 || qt == NB_QT_I4) ? group : 0;
+        t->act_group = (qt == NB_QT_I8 || qt == NB_QT_I4) ? act_group : 0;
         size_t rb = nb_qtensor_row_bytes(t->type, t->cols);
         t->data = nb_qmodel_alloc(c->m, rb * (size_t)rows);
         if (!t->data) st = NB_ENOMEM;

@@ -12,6 +12,13 @@
 #include "runtime_io.h"
 
 int nb_export_is_file(const char *path) {
+    /* a sealed nibble checkpoint is never handed to HDF5 before its seal is checked */
+    FILE *fp = fopen(path, "rb");
+    if (!fp) return 0;
+    char magic[8] = {0};
+    size_t got = fread(magic, 1, sizeof magic, fp);
+    fclose(fp);
+    if (got == sizeof magic && !memcmp(magic, "NBCKPT\x01\n", 8)) return 0;
     nb_model_format f = nb_runtime_detect(path);
     nb_clear_error();
     return f == NB_FMT_GGUF || f == NB_FMT_LLAMA2C_Q80 || f == NB_FMT_NIBBLE_EXPORT;
@@ -144,23 +151,6 @@ nb_status nb_export_eval(const char *path, const char *data, const char *split, 
 
 /* ---- generation ---- */
 
-static nb_status append_piece(const nb_tokenizer *tok, int prev, int id, char **buf, size_t *len, size_t *cap) {
-    size_t n = 0;
-    const char *p = nb_tokenizer_piece(tok, prev, id, &n);
-    if (!p) return NB_OK;
-    if (*len + n + 1 > *cap) {
-        size_t c = *cap ? *cap * 2 : 256;
-        while (c < *len + n + 1) c *= 2;
-        char *b = nb_realloc(*buf, c);
-        if (!b) return nb_fail(NB_ENOMEM, "generate: text of %zu bytes", c);
-        *buf = b;
-        *cap = c;
-    }
-    memcpy(*buf + *len, p, n);
-    *len += n;
-    (*buf)[*len] = 0;
-    return NB_OK;
-}
 
 nb_status nb_export_generate(const char *path, const char *tok_path, const char *prompt, const nb_export_gen *g,
                              int32_t **out, int *n_out, char **text) {
@@ -213,7 +203,7 @@ nb_status nb_export_generate(const char *path, const char *tok_path, const char 
         int next = nb_sampler_sample(&smp, logits);
         if (g->stop_at_eos && (next == bos || next == eos) && next >= 0) break;
         seq[len] = next;
-        if ((st = append_piece(tok, seq[len - 1], next, &buf, &blen, &bcap))) break;
+        if ((st = nb_tokenizer_append_piece(tok, seq[len - 1], next, &buf, &blen, &bcap))) break;
         len++;
     }
     if (!st && out) {

@@ -678,6 +678,12 @@ void nb_qat_weight_info(const nb_qat *q, int param, nb_qat_winfo *info) {
     info->est = w->r.est;
     info->rule = w->rule;
     info->nscales = w->ns;
+    if (q->a_of[param] >= 0) {
+        const qact *a = &q->a[q->a_of[param]];
+        info->act_quantized = 1;
+        info->act_dynamic = a->r.dynamic;
+        info->act_spec = a->r.spec;
+    }
 }
 
 nb_status nb_qat_weight_quantize(nb_qat *q, int param, int8_t *codes, float *scales, float *zeros) {

@@ -86,6 +86,9 @@ typedef struct nb_qat_winfo {
     nb_qest est;
     int rule;           /* index in quant.weights (-1: preset fallback rule) */
     int64_t nscales;
+    int act_quantized;  /* the weight's input is fake-quantized ... */
+    int act_dynamic;    /* ... per token / per group from its own range (not a static observer) */
+    nb_qspec act_spec;  /* ... on this grid */
 } nb_qat_winfo;
 void nb_qat_weight_info(const nb_qat *q, int param, nb_qat_winfo *info);
 /* Codes, scales and zero points (nscales each; zeros may be NULL for symmetric grids) of the

@@ -249,9 +249,13 @@ nb_status nb_qmatmul(const nb_qtensor *W, const float *X, int64_t T, float *Y, n
         xrow = (xrow + 63) & ~(size_t)63;
         uint8_t *buf = scratch(s, xrow * (size_t)T);
         if (!buf) return NB_ENOMEM;
-        for (int64_t t = 0; t < T; t++)
-            nb_quantize_act_i8(X + t * K, (int8_t *)(buf + t * xrow), (float *)(buf + t * xrow + ((K + 63) & ~63)), K,
-                               W->group);
+        const int64_t ag = W->act_group > 0 ? W->act_group : W->group;
+        for (int64_t t = 0; t < T; t++) {
+            float *xs = (float *)(buf + t * xrow + ((K + 63) & ~63));
+            nb_quantize_act_i8(X + t * K, (int8_t *)(buf + t * xrow), xs, K, ag);
+            if (ag != W->group) /* one scale per token (ag == K), repeated for every weight group */
+                for (int64_t g = ng - 1; g >= 0; g--) xs[g] = xs[0];
+        }
         const nb_dot_i8_fn f8 = nb_dot_i8_i8_pick(K, W->group, W->zeros != NULL);
         const nb_dot_i4_fn f4 = nb_dot_i4_i8_pick(K, W->group, W->zeros != NULL);
 #pragma omp parallel for schedule(static) if (par)

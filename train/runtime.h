@@ -36,6 +36,8 @@ typedef struct nb_qtensor {
     void *data;        /* rows * nb_qtensor_row_bytes bytes (owned by the model) */
     float *scales;     /* I8/I4: (rows, ngroups) */
     int8_t *zeros;     /* I8/I4: (rows, ngroups) zero points, w = s * (q - z); NULL = symmetric */
+    int64_t act_group; /* I8/I4: inputs per int8 activation scale: 0 = the weight's group; cols =
+                          one scale per token (what the QAT policy trained with; exports record it) */
 } nb_qtensor;
 
 int64_t nb_qtensor_ngroups(const nb_qtensor *t);

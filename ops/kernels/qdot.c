@@ -59,13 +59,13 @@ void nb_quantize_act_i8_ref(const float *x, int8_t *q, float *s, int64_t n, int6
         for (int64_t j = 0; j < len; j++) amax = fmaxf(amax, fabsf(x[g0 + j])), finite &= isfinite(x[g0 + j]);
         float sc = amax / 127.0f;
         s[g] = finite ? sc : NAN;
+        /* exactly the training fake-quant of int8 symmetric restricted activations (core/quant.c:
+           scale amax/127, inv = 1/scale, code = rint(x * inv) half to even, clamped to -127..127) */
+        float inv = sc != 0.0f && finite ? 1.0f / sc : 0.0f;
         for (int64_t j = 0; j < len; j++) {
-            /* roundf(v) for |v| <= 127: truncate, then step away from zero on a remainder of a half */
-            float v = sc != 0.0f && finite ? x[g0 + j] / sc : 0.0f;
-            int i = (int)v;
-            float d = v - (float)i;
-            i += d >= 0.5f ? 1 : d <= -0.5f ? -1 : 0;
-            q[g0 + j] = (int8_t)i;
+            float v = rintf(x[g0 + j] * inv);
+            v = v < -127.0f ? -127.0f : v > 127.0f ? 127.0f : v;
+            q[g0 + j] = (int8_t)v;
         }
     }
 }
