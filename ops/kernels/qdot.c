@@ -65,7 +65,7 @@ void nb_quantize_act_i8_ref(const float *x, int8_t *q, float *s, int64_t n, int6
         for (int64_t j = 0; j < len; j++) {
             float v = rintf(x[g0 + j] * inv);
             v = v < -127.0f ? -127.0f : v > 127.0f ? 127.0f : v;
-            q[g0 + j] = (int8_t)v;
+            q[g0 + j] = v == v ? (int8_t)v : 0; /* NaN input (non-finite group): code 0, scale NaN */
         }
     }
 }
