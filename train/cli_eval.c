@@ -45,7 +45,7 @@ typedef nb_eval_row row;
 static nb_status eval_one(const char *path, const char *data, const char *split, const char *tok_path, int T, int B,
                           int64_t max_windows, int fp32, row *out) {
     if (nb_export_is_file(path)) { /* GGUF, nibble export, llama2.c v2: the integer runtime */
-        out->quantized = 1;
+        out->quantized = 2;
         return nb_export_eval(path, data, split, tok_path, T, max_windows, &out->loss, &out->tokens);
     }
     nb_model m;

@@ -61,7 +61,7 @@ void nb_eval_print(FILE *f, const nb_eval_row *rows, int n, int compare, int jso
     for (int k = 0; k < n; k++) {
         if (compare) fprintf(f, "%-4s  ", roles[k]);
         fprintf(f, "%-*s  %9.4f  %11.4f  %10lld  %s\n", w, rows[k].model, rows[k].loss, exp(rows[k].loss),
-                (long long)rows[k].tokens, rows[k].quantized ? "fake-quant" : "fp32");
+                (long long)rows[k].tokens, rows[k].quantized == 2 ? "integer" : rows[k].quantized ? "fake-quant" : "fp32");
     }
     if (compare) {
         fprintf(f, "PTQ gap %+.4f nats, QAT gap %+.4f nats", rows[1].loss - rows[0].loss, rows[2].loss - rows[0].loss);

@@ -13,7 +13,7 @@ typedef struct nb_eval_row {
     const char *model;  /* the path as the user gave it */
     double loss;        /* mean cross-entropy, nats per token */
     int64_t tokens;     /* predicted tokens */
-    int quantized;      /* evaluated through a quantization policy (fake-quant on) */
+    int quantized;      /* 1: through a quantization policy (fake-quant on); 2: an export run by the integer runtime */
 } nb_eval_row;
 
 /* (loss_ptq - loss_qat) / (loss_ptq - loss_fp32): 1 = QAT matches fp32, 0 = no better than PTQ,
