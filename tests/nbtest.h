@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "../autograd/tape.h"
 #include "../core/rng.h"
 
 /* Path of the project root and of ../shared/data, given by meson as macros. */
@@ -31,6 +32,22 @@
         return nf ? EXIT_FAILURE : EXIT_SUCCESS;                                        \
     }                                                                                   \
     static void add_tests_(TCase *tc)
+
+/* An arena and a tape for op-level tests (1 MiB first chunk; grows as needed). */
+typedef struct env {
+    nb_arena a;
+    nb_tape t;
+} env;
+
+static inline void env_init(env *e) {
+    nb_arena_init(&e->a, 1 << 20);
+    nb_tape_init(&e->t, &e->a);
+}
+
+static inline void env_free(env *e) {
+    nb_tape_free(&e->t);
+    nb_arena_free(&e->a);
+}
 
 /* Fill with normal(0,1) from a fixed seed. */
 static inline void nbt_fill(float *x, long n, unsigned long long seed) {

@@ -12,19 +12,6 @@
 #include "../train/optim.h"
 #include "../train/qat.h"
 
-typedef struct env {
-    nb_arena a;
-    nb_tape t;
-} env;
-
-static void env_init(env *e) {
-    nb_arena_init(&e->a, 1 << 20);
-    nb_tape_init(&e->t, &e->a);
-}
-static void env_free(env *e) {
-    nb_tape_free(&e->t);
-    nb_arena_free(&e->a);
-}
 static nb_tensor *leaf(env *e, int ndim, const int64_t *shape, const float *v, int grad) {
     nb_tensor *x = nb_tensor_zeros(&e->a, NB_F32, ndim, shape);
     if (v) memcpy(x->data, v, (size_t)nb_numel(x) * sizeof(float));

@@ -673,20 +673,6 @@ END_TEST
 
 /* ---- tape forward ---- */
 
-typedef struct env {
-    nb_arena a;
-    nb_tape t;
-} env;
-
-static void env_init(env *e) {
-    nb_arena_init(&e->a, 1 << 20);
-    nb_tape_init(&e->t, &e->a);
-}
-
-static void env_free(env *e) {
-    nb_tape_free(&e->t);
-    nb_arena_free(&e->a);
-}
 
 static nb_tensor *ids_tensor(nb_arena *a, int B, int T, const int32_t *v) {
     nb_tensor *x = nb_tensor_new(a, NB_I32, 2, (int64_t[]){B, T});

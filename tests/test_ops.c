@@ -145,19 +145,6 @@ START_TEST(test_vec_twins) {
 END_TEST
 
 /* ---- helpers for op-level tests ---- */
-typedef struct env {
-    nb_arena a;
-    nb_tape t;
-} env;
-
-static void env_init(env *e) {
-    nb_arena_init(&e->a, 1 << 20);
-    nb_tape_init(&e->t, &e->a);
-}
-static void env_free(env *e) {
-    nb_tape_free(&e->t);
-    nb_arena_free(&e->a);
-}
 static nb_tensor *randn(env *e, int ndim, const int64_t *shape, unsigned long long seed, int grad) {
     nb_tensor *x = nb_tensor_new(&e->a, NB_F32, ndim, shape);
     nbt_fill(x->data, (long)nb_numel(x), seed);
