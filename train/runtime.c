@@ -306,9 +306,12 @@ static void rope_tables(float *c, float *s, int hs, int p, float theta) {
 }
 
 /* Causal attention of rows pos..pos+B-1 over keys 0..pos+B-1 (kc, vc: (seq, kv_dim) of this layer),
-   out (B, C), in ops/attention.c's arithmetic: per head, Qs = q / sqrt(hs); scores S = Qs K^T
-   (vec mm); per row max, expsum over its keys 0..p, zeros beyond; O = P V (mm_nt when hs < 32,
-   else mm) scaled by 1 / sum. Each output row depends only on its own keys, not on the chunking. */
+   out (B, C), in ops/attention.c's arithmetic: per head, Qs = q / sqrt(hs); scores S = Qs K^T;
+   per row max, expsum over its keys 0..p, zeros beyond; O = P V (mm_nt when hs < 32, else as
+   mm) scaled by 1 / sum. attention.c's products through mm are, per element, one fma chain over
+   k from 0 (times alpha = 1), which is what gemv_t computes too: gemv_t takes one row at a time
+   without mm's 8-row blocks (a decoded token is one row) and only the row's own keys. Each
+   output row depends only on its own keys, not on the chunking. */
 static nb_status attention(const nb_qconfig *c, nb_qstate *s, int B, int pos, const float *kc, const float *vc,
                            float *out) {
     const int C = c->dim, hs = C / c->n_heads, kv_dim = hs * c->n_kv_heads, kv_mul = c->n_heads / c->n_kv_heads;
@@ -329,20 +332,20 @@ static nb_status attention(const nb_qconfig *c, nb_qstate *s, int B, int pos, co
             }
         for (int b = 0; b < B; b++)
             for (int d = 0; d < hs; d++) Qs[b * hs + d] = s->q[(size_t)b * C + h * hs + d] * scale;
-        kk->mm(0, B, nk, hs, 1.0f, Qs, hs, Kt, nk, S, nk, 0);
         for (int b = 0; b < B; b++) {
             float *sr = S + (size_t)b * nk;
             int nr = pos + b + 1;
+            kk->gemv_t(sr, Kt, nk, Qs + (size_t)b * hs, hs, nr);
             float mx = kk->max(sr, nr);
             float l = kk->expsum(sr, sr, mx, nr);
             for (int j = nr; j < nk; j++) sr[j] = 0.0f;
-            Qs[b] = 1.0f / l; /* Qs is free now: keep 1 / l per row */
+            Qs[b] = 1.0f / l; /* rows 0..b of Qs are used up: keep 1 / l of row b there */
         }
         float *ob = out + h * hs;
         if (hs < 32)
             kk->mm_nt(B, hs, nk, 1.0f, S, nk, Vt, nk, ob, C, 0);
         else
-            kk->mm(0, B, hs, nk, 1.0f, S, nk, vc + kvo, kv_dim, ob, C, 0);
+            for (int b = 0; b < B; b++) kk->gemv_t(ob + (size_t)b * C, vc + kvo, kv_dim, S + (size_t)b * nk, pos + b + 1, hs);
         for (int b = 0; b < B; b++) kk->scal(ob + (size_t)b * C, Qs[b], hs);
     }
     return NB_OK;
