@@ -42,20 +42,52 @@ static void geom(const nb_node *n, att_geom *g) {
     g->scale = 1.0f / sqrtf((float)g->H);
 }
 
-/* Xt (H, TQ) <- rows t0..t0+m-1 of X (row stride ld) times s, columns past m zero */
-static void load_block(float *Xt, const float *X, int64_t ld, int64_t H, int64_t m, float s) {
-    for (int64_t d = 0; d < H; d++) {
-        float *o = Xt + d * TQ;
-        for (int64_t i = 0; i < m; i++) o[i] = X[i * ld + d] * s;
-        for (int64_t i = m; i < TQ; i++) o[i] = 0.0f;
-    }
-}
-
 /* per-thread scratch: S, dP (T, TQ); Xt, Yt, Zt (H, TQ); 4 vectors of TQ */
 static int64_t scratch_floats(const att_geom *g) { return 2 * g->T * TQ + 3 * g->H * TQ + 4 * TQ + 64; }
 
 /* the product widths below one vector use the transposed forms */
 static int small_h(const nb_attn_kernels *kk, int64_t H) { return H < kk->lanes; }
+
+/* The causal diagonal: in the block's key rows past t0 + HQ only the second half of the queries
+   is live, so the products below split there rather than multiply masked zeros. */
+#define HQ (TQ / 2)
+
+/* S (nk, TQ) = X Yt (X rows of keys, Yt (H, TQ)); the dead corner (keys >= t0 + HQ, queries < HQ)
+   is set to 0 */
+static void scores(const nb_attn_kernels *kk, float *S, const float *X, int64_t ldx, const float *Yt, int64_t H,
+                   int64_t t0, int64_t nk) {
+    int64_t r = t0 + HQ < nk ? t0 + HQ : nk;
+    kk->mm(0, r, TQ, H, X, ldx, Yt, TQ, S, TQ, 0);
+    if (nk > r) {
+        kk->mm(0, nk - r, HQ, H, X + r * ldx, ldx, Yt + HQ, TQ, S + r * TQ + HQ, TQ, 0);
+        for (int64_t j = r; j < nk; j++) memset(S + j * TQ, 0, HQ * sizeof(float));
+    }
+}
+
+/* C (m, N) (+)= P^T Y over the keys (P a strip, Y rows of keys): queries < HQ stop at key t0 + HQ */
+static void over_keys(const nb_attn_kernels *kk, const float *P, const float *Y, int64_t ldy, float *C, int64_t ldc,
+                      int64_t N, int64_t t0, int64_t m, int acc) {
+    int64_t h = m < HQ ? m : HQ;
+    kk->mm(1, h, N, t0 + h, P, TQ, Y, ldy, C, ldc, acc);
+    if (m > HQ) kk->mm(1, m - HQ, N, t0 + m, P + HQ, TQ, Y, ldy, C + HQ * ldc, ldc, acc);
+}
+
+/* the same product transposed, Ct (N, TQ) = Y^T P (columns past m undefined) */
+static void over_keys_t(const nb_attn_kernels *kk, const float *Y, int64_t ldy, const float *P, float *Ct, int64_t N,
+                        int64_t t0, int64_t m) {
+    int64_t h = m < HQ ? m : HQ;
+    kk->mm(1, N, HQ, t0 + h, Y, ldy, P, TQ, Ct, TQ, 0);
+    if (m > HQ) kk->mm(1, N, HQ, t0 + m, Y, ldy, P + HQ, TQ, Ct + HQ, TQ, 0);
+}
+
+/* C (nk, N) += A Y over the block's m queries (A a strip, Y rows of queries): keys from
+   t0 + HQ on start at query HQ */
+static void over_queries(const nb_attn_kernels *kk, const float *A, const float *Y, int64_t ldy, float *C,
+                         int64_t ldc, int64_t N, int64_t t0, int64_t m) {
+    int64_t r = t0 + (m < HQ ? m : HQ);
+    kk->mm(0, r, N, m, A, TQ, Y, ldy, C, ldc, 1);
+    if (m > HQ) kk->mm(0, m - HQ, N, m - HQ, A + r * TQ + HQ, TQ, Y + HQ * ldy, ldy, C + r * ldc, ldc, 1);
+}
 
 static void attention_forward(nb_node *n) {
     att_geom g;
@@ -76,16 +108,16 @@ static void attention_forward(nb_node *n) {
         for (int64_t t0 = 0; t0 < T; t0 += TQ) {
             int64_t m = T - t0 < TQ ? T - t0 : TQ, nk = t0 + m;
             float *Ob = O + ((b * T + t0) * g.NH + h) * H;
-            load_block(Qt, Q + ((b * T + t0) * g.NH + h) * H, ldq, H, m, g.scale);
-            kk->mm(0, nk, TQ, H, Kb, ldkv, Qt, TQ, S, TQ, 0); /* S = K Qs^T */
+            kk->load_t(Qt, Q + ((b * T + t0) * g.NH + h) * H, ldq, H, m, g.scale);
+            scores(kk, S, Kb, ldkv, Qt, H, t0, nk); /* S = K Qs^T */
             kk->softmax(S, nk, t0, mx, l);
             for (int64_t i = 0; i < m; i++) lh[t0 + i] = mx[i] + logf(l[i]), l[i] = 1.0f / l[i];
             if (sh) { /* Ot = V^T P, then O = Ot^T / l */
-                kk->mm(1, H, TQ, nk, Vb, ldkv, S, TQ, Ot, TQ, 0);
+                over_keys_t(kk, Vb, ldkv, S, Ot, H, t0, m);
                 for (int64_t i = 0; i < m; i++)
                     for (int64_t d = 0; d < H; d++) Ob[i * ldq + d] = Ot[d * TQ + i] * l[i];
             } else { /* O = P^T V, then / l */
-                kk->mm(1, m, H, nk, S, TQ, Vb, ldkv, Ob, ldq, 0);
+                over_keys(kk, S, Vb, ldkv, Ob, ldq, H, t0, m, 0);
                 for (int64_t i = 0; i < m; i++)
                     for (int64_t d = 0; d < H; d++) Ob[i * ldq + d] *= l[i];
             }
@@ -118,22 +150,22 @@ static void attention_backward(nb_node *n) {
             const float *lh = lse + (b * g.NH + h) * T;
             for (int64_t t0 = 0; t0 < T; t0 += TQ) {
                 int64_t m = T - t0 < TQ ? T - t0 : TQ, nk = t0 + m, oq = ((b * T + t0) * g.NH + h) * H;
-                load_block(Qt, Q + oq, ldq, H, m, g.scale);
-                load_block(dOt, dO + oq, ldq, H, m, 1.0f);
+                kk->load_t(Qt, Q + oq, ldq, H, m, g.scale);
+                kk->load_t(dOt, dO + oq, ldq, H, m, 1.0f);
                 for (int64_t i = 0; i < TQ; i++) ls[i] = i < m ? lh[t0 + i] : 0.0f;
-                kk->mm(0, nk, TQ, H, K + okv, ldkv, Qt, TQ, P, TQ, 0); /* S, then P from the saved lse */
+                scores(kk, P, K + okv, ldkv, Qt, H, t0, nk); /* S, then P from the saved lse */
                 kk->probs(P, nk, t0, ls);
-                kk->mm(0, nk, TQ, H, V + okv, ldkv, dOt, TQ, dP, TQ, 0); /* dP = V dO^T */
+                scores(kk, dP, V + okv, ldkv, dOt, H, t0, nk); /* dP = V dO^T */
                 kk->dscores(dP, P, nk, g.scale);                 /* dS (scaled) */
                 if (dQ && sh) {
-                    kk->mm(1, H, TQ, nk, K + okv, ldkv, dP, TQ, Zt, TQ, 0);
+                    over_keys_t(kk, K + okv, ldkv, dP, Zt, H, t0, m);
                     for (int64_t i = 0; i < m; i++)
                         for (int64_t d = 0; d < H; d++) dQ[oq + i * ldq + d] += Zt[d * TQ + i];
                 } else if (dQ) {
-                    kk->mm(1, m, H, nk, dP, TQ, K + okv, ldkv, dQ + oq, ldq, 1);
+                    over_keys(kk, dP, K + okv, ldkv, dQ + oq, ldq, H, t0, m, 1);
                 }
-                if (dK) kk->mm(0, nk, H, m, dP, TQ, Q + oq, ldq, dK + okv, ldkv, 1);
-                if (dV) kk->mm(0, nk, H, m, P, TQ, dO + oq, ldq, dV + okv, ldkv, 1);
+                if (dK) over_queries(kk, dP, Q + oq, ldq, dK + okv, ldkv, H, t0, m);
+                if (dV) over_queries(kk, P, dO + oq, ldq, dV + okv, ldkv, H, t0, m);
             }
         }
     }

@@ -157,6 +157,31 @@ START_TEST(test_strips_exact) {
 }
 END_TEST
 
+/* the block transpose: every table equals the reference, padding zeroed, source unaligned */
+START_TEST(test_load_t_exact) {
+    const int64_t ms[] = {1, 7, 8, 17, 32}, Hs[] = {1, 5, 8, 13, 48, 64};
+    const nb_attn_kernels *ks[4];
+    int nt = simd_tables(ks);
+    for (int a = 0; a < 5; a++)
+        for (int b = 0; b < 6; b++) {
+            int64_t m = ms[a], H = Hs[b], ld = H * 3 + 1;
+            float *X = malloc((m * ld + 1) * sizeof(float)), *r = malloc(H * TQ * sizeof(float));
+            float *y = malloc((H * TQ + 1) * sizeof(float));
+            nbt_fill(X, (long)(m * ld + 1), 21);
+            nb_attn_ref.load_t(r, X + 1, ld, H, m, 0.3f);
+            for (int64_t d = 0; d < H; d++)
+                for (int64_t i = 0; i < TQ; i++)
+                    ck_assert(r[d * TQ + i] == (i < m ? X[1 + i * ld + d] * 0.3f : 0.0f));
+            for (int t = 0; t < nt; t++) {
+                for (long i = 0; i < H * TQ + 1; i++) y[i] = NAN; /* every element must be written */
+                ks[t]->load_t(y + 1, X + 1, ld, H, m, 0.3f);
+                same_bits(y + 1, r, (long)(H * TQ), "load_t");
+            }
+            free(X), free(r), free(y);
+        }
+}
+END_TEST
+
 /* The whole op on unaligned copies: out and the three gradients into `res` (4 blocks). */
 static void run_op(int64_t B, int64_t T, int64_t NH, int64_t NKV, int64_t H, float *res) {
     env e;
@@ -222,5 +247,6 @@ NB_SUITE("attention") {
     tcase_add_test(tc, test_exp_twin_exact);
     tcase_add_test(tc, test_mm_twins_exact);
     tcase_add_test(tc, test_strips_exact);
+    tcase_add_test(tc, test_load_t_exact);
     tcase_add_test(tc, test_op_same_bits_everywhere);
 }

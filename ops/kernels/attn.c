@@ -68,11 +68,16 @@ static void dscores_ref(float *dP, const float *P, int64_t nk, float scale) {
     }
 }
 
+static void load_t_ref(float *Xt, const float *X, int64_t ld, int64_t H, int64_t m, float s) {
+    for (int64_t d = 0; d < H; d++)
+        for (int64_t i = 0; i < TQ; i++) Xt[d * TQ + i] = i < m ? X[i * ld + d] * s : 0.0f;
+}
+
 static void exp_ref(float *y, const float *x, int64_t n) {
     for (int64_t i = 0; i < n; i++) y[i] = nb_attn_exp(x[i]);
 }
 
-const nb_attn_kernels nb_attn_ref = {"scalar", 1, mm_ref, softmax_ref, probs_ref, dscores_ref, exp_ref};
+const nb_attn_kernels nb_attn_ref = {"scalar", 1, mm_ref, softmax_ref, probs_ref, dscores_ref, load_t_ref, exp_ref};
 
 static const nb_attn_kernels *table(nb_simd_level l) {
 #if NB_HAVE_AVX512

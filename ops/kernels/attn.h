@@ -31,6 +31,9 @@ typedef struct nb_attn_kernels {
     /* score gradients in place: D[i] = sum_j fma(P[j][i], dP[j][i]) (in j order),
        dP[j][i] = (P[j][i] (dP[j][i] - D[i])) scale */
     void (*dscores)(float *dP, const float *P, int64_t nk, float scale);
+    /* a block of m <= TQ rows (row stride ld) of H columns into the transposed layout the strips
+       multiply with: Xt[d TQ + i] = X[i ld + d] s for i < m, 0 for m <= i < TQ */
+    void (*load_t)(float *Xt, const float *X, int64_t ld, int64_t H, int64_t m, float s);
     /* y[i] = nb_attn_exp(x[i]) (the vector twin, for tests) */
     void (*exp)(float *y, const float *x, int64_t n);
 } nb_attn_kernels;

@@ -36,4 +36,4 @@
 
 #include "attn_x86.h"
 
-const nb_attn_kernels nb_attn_avx512 = {"avx512", VW, mm, softmax, probs, dscores, vexp_n};
+const nb_attn_kernels nb_attn_avx512 = {"avx512", VW, mm, softmax, probs, dscores, load_t, vexp_n};

@@ -153,6 +153,42 @@ static void dscores(float *dP, const float *P, int64_t nk, float scale) {
         }
 }
 
+/* 8 x 8 blocks transposed in registers (256-bit, both levels have them), edges scalar */
+static void load_t(float *Xt, const float *X, int64_t ld, int64_t H, int64_t m, float s) {
+    __m256 sc = _mm256_set1_ps(s);
+    int64_t d = 0;
+    for (; d + 8 <= H; d += 8) {
+        int64_t i = 0;
+        for (; i + 8 <= m; i += 8) {
+            const float *x = X + i * ld + d;
+            __m256 r0 = _mm256_loadu_ps(x), r1 = _mm256_loadu_ps(x + ld), r2 = _mm256_loadu_ps(x + 2 * ld);
+            __m256 r3 = _mm256_loadu_ps(x + 3 * ld), r4 = _mm256_loadu_ps(x + 4 * ld), r5 = _mm256_loadu_ps(x + 5 * ld);
+            __m256 r6 = _mm256_loadu_ps(x + 6 * ld), r7 = _mm256_loadu_ps(x + 7 * ld);
+            __m256 t0 = _mm256_unpacklo_ps(r0, r1), t1 = _mm256_unpackhi_ps(r0, r1);
+            __m256 t2 = _mm256_unpacklo_ps(r2, r3), t3 = _mm256_unpackhi_ps(r2, r3);
+            __m256 t4 = _mm256_unpacklo_ps(r4, r5), t5 = _mm256_unpackhi_ps(r4, r5);
+            __m256 t6 = _mm256_unpacklo_ps(r6, r7), t7 = _mm256_unpackhi_ps(r6, r7);
+            __m256 u0 = _mm256_shuffle_ps(t0, t2, 0x44), u1 = _mm256_shuffle_ps(t0, t2, 0xEE);
+            __m256 u2 = _mm256_shuffle_ps(t1, t3, 0x44), u3 = _mm256_shuffle_ps(t1, t3, 0xEE);
+            __m256 u4 = _mm256_shuffle_ps(t4, t6, 0x44), u5 = _mm256_shuffle_ps(t4, t6, 0xEE);
+            __m256 u6 = _mm256_shuffle_ps(t5, t7, 0x44), u7 = _mm256_shuffle_ps(t5, t7, 0xEE);
+            float *o = Xt + d * TQ + i;
+            _mm256_storeu_ps(o, _mm256_mul_ps(_mm256_permute2f128_ps(u0, u4, 0x20), sc));
+            _mm256_storeu_ps(o + TQ, _mm256_mul_ps(_mm256_permute2f128_ps(u1, u5, 0x20), sc));
+            _mm256_storeu_ps(o + 2 * TQ, _mm256_mul_ps(_mm256_permute2f128_ps(u2, u6, 0x20), sc));
+            _mm256_storeu_ps(o + 3 * TQ, _mm256_mul_ps(_mm256_permute2f128_ps(u3, u7, 0x20), sc));
+            _mm256_storeu_ps(o + 4 * TQ, _mm256_mul_ps(_mm256_permute2f128_ps(u0, u4, 0x31), sc));
+            _mm256_storeu_ps(o + 5 * TQ, _mm256_mul_ps(_mm256_permute2f128_ps(u1, u5, 0x31), sc));
+            _mm256_storeu_ps(o + 6 * TQ, _mm256_mul_ps(_mm256_permute2f128_ps(u2, u6, 0x31), sc));
+            _mm256_storeu_ps(o + 7 * TQ, _mm256_mul_ps(_mm256_permute2f128_ps(u3, u7, 0x31), sc));
+        }
+        for (int64_t dd = d; dd < d + 8; dd++)
+            for (int64_t ii = i; ii < TQ; ii++) Xt[dd * TQ + ii] = ii < m ? X[ii * ld + dd] * s : 0.0f;
+    }
+    for (; d < H; d++)
+        for (int64_t i = 0; i < TQ; i++) Xt[d * TQ + i] = i < m ? X[i * ld + d] * s : 0.0f;
+}
+
 static void vexp_n(float *y, const float *x, int64_t n) {
     for (int64_t i = 0; i < n; i += VW) {
         VM m = vfirst(n - i);
