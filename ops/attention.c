@@ -60,7 +60,8 @@ static void scores(const nb_attn_kernels *kk, float *S, const float *X, int64_t 
     kk->mm(0, r, TQ, H, X, ldx, Yt, TQ, S, TQ, 0);
     if (nk > r) {
         kk->mm(0, nk - r, HQ, H, X + r * ldx, ldx, Yt + HQ, TQ, S + r * TQ + HQ, TQ, 0);
-        for (int64_t j = r; j < nk; j++) memset(S + j * TQ, 0, HQ * sizeof(float));
+        for (int64_t j = r; j < nk; j++)
+            for (int64_t i = 0; i < HQ; i++) S[j * TQ + i] = 0.0f;
     }
 }
 

@@ -108,37 +108,45 @@ static void mm(int ta, int64_t M, int64_t N, int64_t K, const float *A, int64_t 
     }
 }
 
+/* Rows j <= t0 are live for every query of the block; row j > t0 only for lanes i >= j - t0,
+   and a whole vector v is dead when j - t0 >= (v + 1) VW (exp skipped, 0 stored). */
 static void softmax(float *S, int64_t nk, int64_t t0, float *mx, float *l) {
     VF m[QV], s[QV];
+    int64_t j0 = nk < t0 + 1 ? nk : t0 + 1; /* rows [0, j0) unmasked */
     for (int v = 0; v < QV; v++) m[v] = vset1(-INFINITY), s[v] = vzero();
-    /* key j is live for lanes i >= j - t0 */
-    for (int64_t j = 0; j < nk; j++) {
-        const float *row = S + j * TQ;
-        for (int v = 0; v < QV; v++) m[v] = vmaxm(vfrom(j - t0 - v * VW), m[v], vload(row + v * VW));
-    }
-    for (int64_t j = 0; j < nk; j++) {
-        float *row = S + j * TQ;
+    for (int64_t j = 0; j < j0; j++)
+        for (int v = 0; v < QV; v++) m[v] = vmax(m[v], vload(S + j * TQ + v * VW));
+    for (int64_t j = j0; j < nk; j++)
+        for (int v = 0; v < QV; v++)
+            if (j - t0 < (v + 1) * VW) m[v] = vmaxm(vfrom(j - t0 - v * VW), m[v], vload(S + j * TQ + v * VW));
+    for (int64_t j = 0; j < j0; j++)
         for (int v = 0; v < QV; v++) {
-            VF e = vexp(vsub(vload(row + v * VW), m[v]));
-            if (j > t0 + v * VW) e = vzerom(vfrom(j - t0 - v * VW), e);
-            vstore(row + v * VW, e);
+            VF e = vexp(vsub(vload(S + j * TQ + v * VW), m[v]));
+            vstore(S + j * TQ + v * VW, e);
             s[v] = vadd(s[v], e);
         }
-    }
+    for (int64_t j = j0; j < nk; j++)
+        for (int v = 0; v < QV; v++) {
+            VF e = vzero();
+            if (j - t0 < (v + 1) * VW) e = vzerom(vfrom(j - t0 - v * VW), vexp(vsub(vload(S + j * TQ + v * VW), m[v])));
+            vstore(S + j * TQ + v * VW, e);
+            s[v] = vadd(s[v], e);
+        }
     for (int v = 0; v < QV; v++) vstore(mx + v * VW, m[v]), vstore(l + v * VW, s[v]);
 }
 
 static void probs(float *S, int64_t nk, int64_t t0, const float *lse) {
     VF ls[QV];
+    int64_t j0 = nk < t0 + 1 ? nk : t0 + 1;
     for (int v = 0; v < QV; v++) ls[v] = vload(lse + v * VW);
-    for (int64_t j = 0; j < nk; j++) {
-        float *row = S + j * TQ;
+    for (int64_t j = 0; j < j0; j++)
+        for (int v = 0; v < QV; v++) vstore(S + j * TQ + v * VW, vexp(vsub(vload(S + j * TQ + v * VW), ls[v])));
+    for (int64_t j = j0; j < nk; j++)
         for (int v = 0; v < QV; v++) {
-            VF e = vexp(vsub(vload(row + v * VW), ls[v]));
-            if (j > t0 + v * VW) e = vzerom(vfrom(j - t0 - v * VW), e);
-            vstore(row + v * VW, e);
+            VF e = vzero();
+            if (j - t0 < (v + 1) * VW) e = vzerom(vfrom(j - t0 - v * VW), vexp(vsub(vload(S + j * TQ + v * VW), ls[v])));
+            vstore(S + j * TQ + v * VW, e);
         }
-    }
 }
 
 static void dscores(float *dP, const float *P, int64_t nk, float scale) {
