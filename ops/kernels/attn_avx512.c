@@ -27,8 +27,7 @@
 #define vmaxm(m, a, b) _mm512_mask_max_ps((a), (m), (a), (b))
 #define vzerom(m, a) _mm512_maskz_mov_ps((m), (a))
 #define vround(x) _mm512_roundscale_ps((x), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)
-#define vpow2(n) \
-    _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_add_epi32(_mm512_cvtps_epi32(n), _mm512_set1_epi32(127)), 23))
+#define vpow2mul(p, n) _mm512_scalef_ps((p), (n))
 #define MR1 16
 #define MR2 8
 #define MR3 8

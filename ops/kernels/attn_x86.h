@@ -4,7 +4,7 @@
      (c may be <= 0 or >= VW); vload/vloadm(p, m)/vstore/vstorem(p, m, v); vbcast(p) broadcast *p;
      vset1, vzero, vadd, vsub, vmul, vmax, vfma(a, b, c) = a b + c, vfnma(a, b, c) = c - a b;
      vmaxm(m, a, b) = max(a, b) on m, a elsewhere; vzerom(m, a) = a on m, 0 elsewhere;
-     vround(x) to nearest even; vpow2(n) = 2^n for integral n in [-126, 127];
+     vround(x) to nearest even; vpow2mul(p, n) = p 2^n for integral n in [-126, 127];
      MR1..MR4: rows of a register tile with 1..4 vectors of columns (powers of two).
    Only fused multiply-adds that the reference spells fmaf are fused here: no mul followed by add. */
 
@@ -12,8 +12,10 @@
 #define QV (TQ / VW) /* vectors per strip row */
 #define INLINE static inline __attribute__((always_inline))
 
-INLINE VF vexp(VF x) {
-    x = vmin(vset1(88.0f), vmax(vset1(-87.0f), x));
+/* exp(x) for x <= 0 or NaN (the strips: S - max, S - lse): the upper clamp of the reference is a
+   no-op there. vpow2mul(p, n) = p 2^n, correctly rounded (exact unless the result is subnormal). */
+INLINE VF vexp_neg(VF x) {
+    x = vmax(vset1(-87.0f), x);
     VF n = vround(vmul(x, vset1(1.44269504088896341f)));
     VF r = vfnma(n, vset1(0.693359375f), x);
     r = vfnma(n, vset1(-2.12194440e-4f), r);
@@ -24,8 +26,10 @@ INLINE VF vexp(VF x) {
     p = vfma(p, r, vset1(1.6666665459E-1f));
     p = vfma(p, r, vset1(5.0000001201E-1f));
     p = vfma(p, vmul(r, r), vadd(r, vset1(1.0f)));
-    return vmul(p, vpow2(n));
+    return vpow2mul(p, n);
 }
+
+INLINE VF vexp(VF x) { return vexp_neg(vmin(vset1(88.0f), x)); }
 
 /* One MR x NV register tile: C rows [0, MR) x vectors [0, NV) (the last one masked by ml).
    Row r of op(A) at step k is A[r rs + k ks]: (rs, ks) = (1, lda) for A^T, (lda, 1) for A.
@@ -121,14 +125,14 @@ static void softmax(float *S, int64_t nk, int64_t t0, float *mx, float *l) {
             if (j - t0 < (v + 1) * VW) m[v] = vmaxm(vfrom(j - t0 - v * VW), m[v], vload(S + j * TQ + v * VW));
     for (int64_t j = 0; j < j0; j++)
         for (int v = 0; v < QV; v++) {
-            VF e = vexp(vsub(vload(S + j * TQ + v * VW), m[v]));
+            VF e = vexp_neg(vsub(vload(S + j * TQ + v * VW), m[v]));
             vstore(S + j * TQ + v * VW, e);
             s[v] = vadd(s[v], e);
         }
     for (int64_t j = j0; j < nk; j++)
         for (int v = 0; v < QV; v++) {
             VF e = vzero();
-            if (j - t0 < (v + 1) * VW) e = vzerom(vfrom(j - t0 - v * VW), vexp(vsub(vload(S + j * TQ + v * VW), m[v])));
+            if (j - t0 < (v + 1) * VW) e = vzerom(vfrom(j - t0 - v * VW), vexp_neg(vsub(vload(S + j * TQ + v * VW), m[v])));
             vstore(S + j * TQ + v * VW, e);
             s[v] = vadd(s[v], e);
         }
@@ -140,11 +144,11 @@ static void probs(float *S, int64_t nk, int64_t t0, const float *lse) {
     int64_t j0 = nk < t0 + 1 ? nk : t0 + 1;
     for (int v = 0; v < QV; v++) ls[v] = vload(lse + v * VW);
     for (int64_t j = 0; j < j0; j++)
-        for (int v = 0; v < QV; v++) vstore(S + j * TQ + v * VW, vexp(vsub(vload(S + j * TQ + v * VW), ls[v])));
+        for (int v = 0; v < QV; v++) vstore(S + j * TQ + v * VW, vexp_neg(vsub(vload(S + j * TQ + v * VW), ls[v])));
     for (int64_t j = j0; j < nk; j++)
         for (int v = 0; v < QV; v++) {
             VF e = vzero();
-            if (j - t0 < (v + 1) * VW) e = vzerom(vfrom(j - t0 - v * VW), vexp(vsub(vload(S + j * TQ + v * VW), ls[v])));
+            if (j - t0 < (v + 1) * VW) e = vzerom(vfrom(j - t0 - v * VW), vexp_neg(vsub(vload(S + j * TQ + v * VW), ls[v])));
             vstore(S + j * TQ + v * VW, e);
         }
 }
