@@ -29,10 +29,10 @@
 #define vzerom(m, a) _mm256_and_ps(_mm256_castsi256_ps(m), (a))
 #define vround(x) _mm256_round_ps((x), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC)
 #define vpow2mul(p, n) _mm256_mul_ps((p), _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_add_epi32(_mm256_cvtps_epi32(n), _mm256_set1_epi32(127)), 23)))
-#define MR1 8
-#define MR2 4
+#define MR1 12
+#define MR2 6
 #define MR3 4
-#define MR4 2
+#define MR4 3
 
 #include "attn_x86.h"
 

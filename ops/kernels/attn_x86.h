@@ -5,7 +5,7 @@
      vset1, vzero, vadd, vsub, vmul, vmax, vfma(a, b, c) = a b + c, vfnma(a, b, c) = c - a b;
      vmaxm(m, a, b) = max(a, b) on m, a elsewhere; vzerom(m, a) = a on m, 0 elsewhere;
      vround(x) to nearest even; vpow2mul(p, n) = p 2^n for integral n in [-126, 127];
-     MR1..MR4: rows of a register tile with 1..4 vectors of columns (powers of two).
+     MR1..MR4: rows of a register tile with 1..4 vectors of columns (16, 12, 8, 6, 4, 3, 2 or 1).
    Only fused multiply-adds that the reference spells fmaf are fused here: no mul followed by add. */
 
 #define TQ NB_ATTN_TQ
@@ -61,7 +61,9 @@ INLINE VF vexp(VF x) { return vexp_neg(vmin(vset1(88.0f), x)); }
             }                                                                                               \
         }                                                                                                   \
     }
-#define DEF_NV(NV) DEF_TILE(16, NV) DEF_TILE(8, NV) DEF_TILE(4, NV) DEF_TILE(2, NV) DEF_TILE(1, NV)
+#define DEF_NV(NV)                                                                                 \
+    DEF_TILE(16, NV) DEF_TILE(12, NV) DEF_TILE(8, NV) DEF_TILE(6, NV) DEF_TILE(4, NV) DEF_TILE(3, NV) \
+        DEF_TILE(2, NV) DEF_TILE(1, NV)
 DEF_NV(1)
 DEF_NV(2)
 DEF_NV(3)
@@ -70,16 +72,20 @@ DEF_NV(4)
 #define TILE(NV, mr, ...)                                    \
     switch (mr) {                                            \
     case 16: tile_16_##NV(__VA_ARGS__); break;               \
+    case 12: tile_12_##NV(__VA_ARGS__); break;               \
     case 8: tile_8_##NV(__VA_ARGS__); break;                 \
+    case 6: tile_6_##NV(__VA_ARGS__); break;                 \
     case 4: tile_4_##NV(__VA_ARGS__); break;                 \
+    case 3: tile_3_##NV(__VA_ARGS__); break;                 \
     case 2: tile_2_##NV(__VA_ARGS__); break;                 \
     default: tile_1_##NV(__VA_ARGS__); break;                \
     }
 
-/* rows [i, M) of one column chunk in tiles of MR rows, then MR/2, ... 1 (MR a power of two) */
+/* rows [i, M) of one column chunk in tiles of MR rows, then of 8, 4, 2, 1 below MR */
 #define ROWS(MR, NV, rs, ks)                                                                         \
     do {                                                                                             \
-        _Pragma("GCC unroll 8") for (int mr_ = (MR); mr_ >= 1; mr_ /= 2) {                          \
+        _Pragma("GCC unroll 8") for (int mr_ = (MR); mr_ >= 1; mr_ = mr_ == (MR) && (MR) > 8 ? 8 : mr_ / 2) { \
+            if (mr_ < (MR) && (mr_ & (mr_ - 1))) continue;                                           \
             for (; i + mr_ <= M; i += mr_) {                                                         \
                 const float *a_ = A + i * (ta ? 1 : lda);                                            \
                 float *c_ = C + i * ldc;                                                             \
