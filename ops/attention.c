@@ -1,5 +1,6 @@
-/* attention.c: fused causal self-attention with grouped kv heads, flash-attention style:
-   the forward keeps only the log-sum-exp of each score row, the backward recomputes the scores. */
+/* attention.c: fused causal self-attention with grouped kv heads, flash-attention style: for
+   small heads the forward keeps only the log-sum-exp of each score row and the backward recomputes
+   the scores; for heads of KEEP_H or more it keeps the causal strips of probabilities instead. */
 #include "ops.h"
 
 #include <math.h>
@@ -23,8 +24,13 @@
    the group's query heads in order and accumulates straight into dk, dv: no races, no per-head
    buffers, and the same bits for any thread count. With the head dim under one vector
    (tiny models: H = 8), P^T V and dS^T K are computed transposed ((H, TQ), vectorised over
-   queries) and transposed back. Every kernel gives the same bits at every SIMD level. */
+   queries) and transposed back. Every kernel gives the same bits at every SIMD level.
+   From H = KEEP_H on, the forward writes its normalised P strips into a tape buffer (B nh strips
+   of TQ x sum of the blocks' key counts: about T^2/2 floats per head, half a dense T x T matrix)
+   and the backward reads them instead of recomputing S = K Qs^T and exp: one product in seven
+   less, worth more than the memory traffic once a product costs 2 H >= 64 flops per element. */
 #define TQ NB_ATTN_TQ
+#define KEEP_H 32
 
 typedef struct att_geom {
     int64_t B, T, NH, NKV, H, rep;
@@ -44,6 +50,10 @@ static void geom(const nb_node *n, att_geom *g) {
 
 /* per-thread scratch: S, dP (T, TQ); Xt, Yt, Zt (H, TQ); 4 vectors of TQ */
 static int64_t scratch_floats(const att_geom *g) { return 2 * g->T * TQ + 3 * g->H * TQ + 4 * TQ + 64; }
+
+/* floats of one head's kept strips, and where block t0's strip starts */
+static int64_t kept_floats(int64_t T) { return TQ * (T / TQ) * (T / TQ + 1) / 2 * TQ + (T % TQ ? T * TQ : 0); }
+static int64_t kept_at(int64_t t0) { return TQ * TQ * (t0 / TQ) * (t0 / TQ + 1) / 2; }
 
 /* the product widths below one vector use the transposed forms */
 static int small_h(const nb_attn_kernels *kk, int64_t H) { return H < kk->lanes; }
@@ -94,8 +104,8 @@ static void attention_forward(nb_node *n) {
     att_geom g;
     geom(n, &g);
     const float *Q = n->in[0]->data, *K = n->in[1]->data, *V = n->in[2]->data;
-    float *O = n->out->data, *lse = n->p[0], *scr = n->p[1];
-    int64_t per = scratch_floats(&g), tasks = g.B * g.NH, T = g.T, H = g.H;
+    float *O = n->out->data, *lse = n->p[0], *scr = n->p[1], *kept = n->p[2];
+    int64_t per = scratch_floats(&g), tasks = g.B * g.NH, T = g.T, H = g.H, kf = kept_floats(g.T);
     int64_t ldkv = g.NKV * H, ldq = g.NH * H;
     const nb_attn_kernels *kk = nb_attn();
     int sh = small_h(kk, H);
@@ -109,11 +119,14 @@ static void attention_forward(nb_node *n) {
         for (int64_t t0 = 0; t0 < T; t0 += TQ) {
             int64_t m = T - t0 < TQ ? T - t0 : TQ, nk = t0 + m;
             float *Ob = O + ((b * T + t0) * g.NH + h) * H;
+            if (kept) S = kept + task * kf + kept_at(t0);
             kk->load_t(Qt, Q + ((b * T + t0) * g.NH + h) * H, ldq, H, m, g.scale);
             scores(kk, S, Kb, ldkv, Qt, H, t0, nk); /* S = K Qs^T */
-            kk->softmax(S, nk, t0, mx, l);
+            kk->softmax(S, nk, t0, mx, l, kept != NULL);
             for (int64_t i = 0; i < m; i++) lh[t0 + i] = mx[i] + logf(l[i]), l[i] = 1.0f / l[i];
-            if (sh) { /* Ot = V^T P, then O = Ot^T / l */
+            if (kept) { /* O = P^T V, P normalised */
+                over_keys(kk, S, Vb, ldkv, Ob, ldq, H, t0, m, 0);
+            } else if (sh) { /* Ot = V^T P, then O = Ot^T / l */
                 over_keys_t(kk, Vb, ldkv, S, Ot, H, t0, m);
                 for (int64_t i = 0; i < m; i++)
                     for (int64_t d = 0; d < H; d++) Ob[i * ldq + d] = Ot[d * TQ + i] * l[i];
@@ -131,8 +144,8 @@ static void attention_backward(nb_node *n) {
     geom(n, &g);
     nb_tensor *q = n->in[0], *k = n->in[1], *v = n->in[2];
     const float *Q = q->data, *K = k->data, *V = v->data, *dO = n->out->grad;
-    const float *lse = n->p[0];
-    int64_t T = g.T, H = g.H, per = scratch_floats(&g), tasks = g.B * g.NKV;
+    const float *lse = n->p[0], *kept = n->p[2];
+    int64_t T = g.T, H = g.H, per = scratch_floats(&g), tasks = g.B * g.NKV, kf = kept_floats(g.T);
     int64_t ldkv = g.NKV * H, ldq = g.NH * H;
     /* scratch sized for the thread count now (it may differ from the forward's) */
     float *scr = nb_tape_alloc(n->tape, (size_t)(omp_threads() * per) * sizeof(float));
@@ -151,11 +164,15 @@ static void attention_backward(nb_node *n) {
             const float *lh = lse + (b * g.NH + h) * T;
             for (int64_t t0 = 0; t0 < T; t0 += TQ) {
                 int64_t m = T - t0 < TQ ? T - t0 : TQ, nk = t0 + m, oq = ((b * T + t0) * g.NH + h) * H;
-                kk->load_t(Qt, Q + oq, ldq, H, m, g.scale);
+                if (kept) { /* P as the forward left it */
+                    P = (float *)kept + (b * g.NH + h) * kf + kept_at(t0);
+                } else { /* S, then P from the saved lse */
+                    kk->load_t(Qt, Q + oq, ldq, H, m, g.scale);
+                    for (int64_t i = 0; i < TQ; i++) ls[i] = i < m ? lh[t0 + i] : 0.0f;
+                    scores(kk, P, K + okv, ldkv, Qt, H, t0, nk);
+                    kk->probs(P, nk, t0, ls);
+                }
                 kk->load_t(dOt, dO + oq, ldq, H, m, 1.0f);
-                for (int64_t i = 0; i < TQ; i++) ls[i] = i < m ? lh[t0 + i] : 0.0f;
-                scores(kk, P, K + okv, ldkv, Qt, H, t0, nk); /* S, then P from the saved lse */
-                kk->probs(P, nk, t0, ls);
                 scores(kk, dP, V + okv, ldkv, dOt, H, t0, nk); /* dP = V dO^T */
                 kk->dscores(dP, P, nk, g.scale);                 /* dS (scaled) */
                 if (dQ && sh) {
@@ -193,6 +210,10 @@ nb_tensor *nb_attention(nb_tape *t, nb_tensor *q, nb_tensor *k, nb_tensor *v) {
     if (!n || !lse || !scr) return NULL;
     n->p[0] = lse;
     n->p[1] = scr;
+    if (g.H >= KEEP_H && y->requires_grad) { /* only a step that will run backward keeps P */
+        n->p[2] = nb_tape_alloc(t, (size_t)(g.B * g.NH * kept_floats(g.T)) * sizeof(float));
+        if (!n->p[2]) return NULL;
+    }
     attention_forward(n);
     return y;
 }

@@ -129,13 +129,13 @@ START_TEST(test_strips_exact) {
             float *s0 = malloc(n * sizeof(float)), *g0 = malloc(n * sizeof(float));
             memcpy(s0, S0, n * sizeof(float));
             memcpy(g0, G0, n * sizeof(float));
-            nb_attn_ref.softmax(S0 + 1, nk, t0, v0[0], v0[1]);
+            nb_attn_ref.softmax(S0 + 1, nk, t0, v0[0], v0[1], a % 2);
             for (int i = 0; i < TQ; i++) /* masked entries are exact zeros; each column sums to l */
                 for (int64_t j = 0; j < nk; j++)
                     if (j > t0 + i) ck_assert(S0[1 + j * TQ + i] == 0.0f);
             for (int t = 0; t < nt; t++) {
                 memcpy(S1, s0, n * sizeof(float));
-                ks[t]->softmax(S1 + 1, nk, t0, v1[0], v1[1]);
+                ks[t]->softmax(S1 + 1, nk, t0, v1[0], v1[1], a % 2);
                 same_bits(S1, S0, (long)n, "softmax strip");
                 same_bits(v1[0], v0[0], TQ, "softmax max");
                 same_bits(v1[1], v0[1], TQ, "softmax sum");

@@ -38,7 +38,7 @@ static void mm_ref(int ta, int64_t M, int64_t N, int64_t K, const float *A, int6
         }
 }
 
-static void softmax_ref(float *S, int64_t nk, int64_t t0, float *mx, float *l) {
+static void softmax_ref(float *S, int64_t nk, int64_t t0, float *mx, float *l, int norm) {
     for (int64_t i = 0; i < TQ; i++) {
         float m = -INFINITY, s = 0.0f;
         for (int64_t j = 0; j < nk && j <= t0 + i; j++) m = m > S[j * TQ + i] ? m : S[j * TQ + i];
@@ -49,6 +49,8 @@ static void softmax_ref(float *S, int64_t nk, int64_t t0, float *mx, float *l) {
         }
         mx[i] = m;
         l[i] = s;
+        if (norm)
+            for (int64_t j = 0; j < nk; j++) S[j * TQ + i] *= 1.0f / s;
     }
 }
 

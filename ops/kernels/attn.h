@@ -24,8 +24,9 @@ typedef struct nb_attn_kernels {
     void (*mm)(int ta, int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const float *B, int64_t ldb,
                float *C, int64_t ldc, int acc);
     /* forward softmax of a strip S (nk, TQ) in place: mx[i] = max over unmasked j of S[j][i],
-       S[j][i] = exp(S[j][i] - mx[i]) (0 where masked), l[i] = sum_j S[j][i] (in j order) */
-    void (*softmax)(float *S, int64_t nk, int64_t t0, float *mx, float *l);
+       S[j][i] = exp(S[j][i] - mx[i]) (0 where masked), l[i] = sum_j S[j][i] (in j order); with
+       norm, S[j][i] is then multiplied by 1 / l[i] (the probabilities) */
+    void (*softmax)(float *S, int64_t nk, int64_t t0, float *mx, float *l, int norm);
     /* backward probabilities from the saved log-sum-exp: S[j][i] = exp(S[j][i] - lse[i]), 0 where masked */
     void (*probs)(float *S, int64_t nk, int64_t t0, const float *lse);
     /* score gradients in place: D[i] = sum_j fma(P[j][i], dP[j][i]) (in j order),
