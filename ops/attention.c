@@ -26,8 +26,8 @@
    (tiny models: H = 8), P^T V and dS^T K are computed transposed ((H, TQ), vectorised over
    queries) and transposed back. Every kernel gives the same bits at every SIMD level.
    From H = KEEP_H on, the forward writes its normalised P strips into a tape buffer (B nh strips
-   of TQ x sum of the blocks' key counts: about T^2/2 floats per head, half a dense T x T matrix)
-   and the backward reads them instead of recomputing S = K Qs^T and exp: one product in seven
+   of TQ x sum of the blocks' key counts: about T^2/2 floats per head, half a dense T x T matrix;
+   only while that is at most 4 T H, four times q) and the backward reads them instead of recomputing S = K Qs^T and exp: one product in seven
    less, worth more than the memory traffic once a product costs 2 H >= 64 flops per element. */
 #define TQ NB_ATTN_TQ
 #define KEEP_H 32
@@ -210,7 +210,9 @@ nb_tensor *nb_attention(nb_tape *t, nb_tensor *q, nb_tensor *k, nb_tensor *v) {
     if (!n || !lse || !scr) return NULL;
     n->p[0] = lse;
     n->p[1] = scr;
-    if (g.H >= KEEP_H && y->requires_grad) { /* only a step that will run backward keeps P */
+    /* only a step that will run backward keeps P, and only while the strips stay within a few
+       times the size of q (they grow as T^2: long sequences recompute instead) */
+    if (g.H >= KEEP_H && y->requires_grad && kept_floats(g.T) <= 4 * g.T * g.H) {
         n->p[2] = nb_tape_alloc(t, (size_t)(g.B * g.NH * kept_floats(g.T)) * sizeof(float));
         if (!n->p[2]) return NULL;
     }
@@ -232,5 +234,6 @@ const nb_opcase nb_opcases_attention[] = {
     ATT("attention_long_t", 1, 19, 2, 1, 2),
     ATT("attention_h32_gqa", 1, 4, 4, 2, 32), /* H of two vectors: the direct P^T V path */
     ATT("attention_blocks", 1, 37, 2, 1, 5),  /* two query blocks, the second one short */
+    ATT("attention_kept_p", 1, 37, 2, 1, 32), /* H >= KEEP_H: the backward reads the kept P strips */
     {0},
 };

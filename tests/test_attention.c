@@ -213,7 +213,8 @@ static void run_op(int64_t B, int64_t T, int64_t NH, int64_t NKV, int64_t H, flo
 START_TEST(test_op_same_bits_everywhere) {
     static const int64_t shapes[][5] = {/* B, T, nh, nkv, H */
                                         {2, 1, 2, 1, 8},  {1, 7, 4, 2, 8},   {2, 33, 6, 3, 48}, {1, 100, 2, 2, 64},
-                                        {1, 33, 3, 1, 5}, {2, 65, 2, 1, 17}, {1, 32, 1, 1, 16}};
+                                        {1, 33, 3, 1, 5}, {2, 65, 2, 1, 17}, {1, 32, 1, 1, 16},
+                                        {1, 270, 1, 1, 32}}; /* the last: H >= 32 but T too long to keep P */
     nb_simd_level top = nb_simd_detect();
     int keep = nb_threads_get();
     for (int s = 0; s < (int)(sizeof shapes / sizeof *shapes); s++) {
