@@ -121,6 +121,12 @@ for p in sys.argv[2:]:
 EOF
 fi
 
+# --- a teacher checkpoint (distill.teacher) writes the text for a student trained from scratch -------
+run s out_dir="$W/s" model.init=random model.dim=32 model.n_layers=1 model.n_heads=2 quant.enabled=false \
+    distill.teacher="$W/a/latest.h5" steps=2 ckpt_every=0
+grep -q "distill: teacher $W/a/latest.h5" "$W/s.out" || { cat "$W/s.out"; fail "teacher checkpoint not used"; }
+[[ -f $W/s/generated.tokens.h5 ]] || fail "no generated set with a teacher checkpoint"
+
 # --- refused: data.train with data_free (file:line), data_free without distillation -------------------
 printf '  train: %s\n' "$W/val.txt" >"$W/train_line"
 sed "/^data:/r $W/train_line" "$W/r.yaml" >"$W/bad.yaml"

@@ -383,6 +383,7 @@ static nb_status datafree_setup(trainer *tr) {
     const nb_recipe *r = tr->r;
     const nb_recipe_distill *d = &r->distill;
     if (!d->data_free) return NB_OK;
+    if (!tr->have_teacher) return nb_fail(NB_EINVAL, "distill.data_free: needs distill.enabled: true (a teacher)");
     nb_datafree_opts o;
     memset(&o, 0, sizeof o);
     o.n_seq = d->gen_sequences;
