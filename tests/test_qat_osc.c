@@ -257,6 +257,23 @@ START_TEST(test_off_and_errors) {
     c.freeze_threshold = 1.5f;
     ck_assert_int_eq(nb_qat_build(&c, &model, 0.0f, &q), NB_EINVAL);
     ck_assert_msg(strstr(nb_errmsg(), "quant.freeze_threshold (1.5) must be in 0..1"), "%s", nb_errmsg());
+    /* threshold annealing: cosine from freeze_threshold to freeze_threshold_final */
+    c.freeze_threshold = 0.1f;
+    c.freeze_threshold_final = 0.02f;
+    c.freeze_anneal_start = 10;
+    c.freeze_anneal_end = 10;
+    ck_assert_int_eq(nb_qat_build(&c, &model, 0.0f, &q), NB_EINVAL);
+    ck_assert_msg(strstr(nb_errmsg(), "quant.freeze_anneal_end (10)"), "%s", nb_errmsg());
+    c.freeze_anneal_end = 30;
+    ck_assert_int_eq(nb_qat_build(&c, &model, 0.0f, &q), NB_OK);
+    ck_assert(nb_qat_freeze_threshold_at(q, 0) == 0.1f && nb_qat_freeze_threshold_at(q, 10) == 0.1f);
+    ck_assert(fabsf(nb_qat_freeze_threshold_at(q, 20) - 0.06f) < 1e-6f);
+    ck_assert(nb_qat_freeze_threshold_at(q, 30) == 0.02f && nb_qat_freeze_threshold_at(q, 1000) == 0.02f);
+    nb_qat_free(q);
+    c.freeze_anneal_end = 0; /* constant */
+    ck_assert_int_eq(nb_qat_build(&c, &model, 0.0f, &q), NB_OK);
+    ck_assert(nb_qat_freeze_threshold_at(q, 20) == 0.1f);
+    nb_qat_free(q);
     nb_paramset_free(&model);
     /* recipe keys: parsed, range-checked */
     nb_recipe r;

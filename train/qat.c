@@ -267,6 +267,15 @@ nb_status nb_qat_build(const nb_recipe_quant *rq, const nb_paramset *model, floa
                      rq->freeze_threshold, rq->osc_damp);
         goto fail;
     }
+    if (rq->freeze_anneal_end > 0 &&
+        (!(rq->freeze_threshold_final >= 0 && rq->freeze_threshold_final <= 1) || rq->freeze_threshold <= 0 ||
+         rq->freeze_anneal_end <= rq->freeze_anneal_start)) {
+        st = nb_fail(NB_EINVAL,
+                     "quant.freeze_anneal_end (%d): annealing the freezing threshold needs freeze_threshold > 0 (got %g), "
+                     "freeze_threshold_final in 0..1 (got %g) and freeze_anneal_end > freeze_anneal_start (%d)",
+                     rq->freeze_anneal_end, rq->freeze_threshold, rq->freeze_threshold_final, rq->freeze_anneal_start);
+        goto fail;
+    }
 
     /* weight rules: from the preset or the recipe */
     int preset = 0;
@@ -662,6 +671,14 @@ static void grid_now(nb_qat *q, qweight *w, const float **scale, const float **z
     }
 }
 
+float nb_qat_freeze_threshold_at(const nb_qat *q, long s) {
+    const nb_recipe_quant *c = &q->cfg;
+    if (c->freeze_anneal_end <= 0 || s <= c->freeze_anneal_start) return c->freeze_threshold;
+    if (s >= c->freeze_anneal_end) return c->freeze_threshold_final;
+    double t = (double)(s - c->freeze_anneal_start) / (double)(c->freeze_anneal_end - c->freeze_anneal_start);
+    return (float)(c->freeze_threshold_final + (c->freeze_threshold - c->freeze_threshold_final) * 0.5 * (1.0 + cos(M_PI * t)));
+}
+
 static void osc_weight(nb_qat *q, qweight *w, float lr) {
     nb_qspec s = spec_now(q, w);
     const float *scale, *zero;
@@ -670,7 +687,7 @@ static void osc_weight(nb_qat *q, qweight *w, float lr) {
     nb_quant_codes_ref(&s, W, w->rows, w->cols, scale, zero, w->codes);
     int qmin, qmax;
     nb_qspec_range(&s, &qmin, &qmax);
-    const float m = q->cfg.osc_momentum, thr = q->cfg.freeze_threshold, damp = lr * q->cfg.osc_damp;
+    const float m = q->cfg.osc_momentum, thr = nb_qat_freeze_threshold_at(q, q->step), damp = lr * q->cfg.osc_damp;
     const int first = w->osc_n[0] == 0;
     int64_t G = s.gran == NB_QGRAN_GROUP ? s.group_size : w->cols, gpr = (w->cols + G - 1) / G;
     nb_qat_osc_stats *st = &q->ostats;

@@ -86,7 +86,7 @@ float nb_qat_lambda_at(const nb_qat *q, long step);
    in the zero-free domain v = code - z:
      - a move of v whose direction is opposite to v's previous move is an oscillation (o = 1);
      - freq = m o + (1 - m) freq and ema = m v + (1 - m) ema, m = quant.osc_momentum;
-     - freq > freeze_threshold: the weight is frozen at v_f = rint(ema) (clamped to the grid):
+     - freq > the threshold (nb_qat_freeze_threshold_at): the weight is frozen at v_f = rint(ema) (clamped to the grid):
        W = v_f * scale now and after every later step (its gradient updates are discarded);
      - else with osc_damp: W -= lr * osc_damp * (W - v * scale) (decoupled dampening).
    The first tracked step only records codes. State arrays (checkpointed with nb_qat_state):
@@ -101,6 +101,9 @@ typedef struct nb_qat_osc_stats {
     int64_t newly_frozen;   /* frozen at this step */
     double freq_sum;        /* sum of the (unfrozen) frequencies */
 } nb_qat_osc_stats;
+/* The freezing threshold at a step: freeze_threshold, or with freeze_anneal_end > 0 a cosine from
+   freeze_threshold (up to freeze_anneal_start) to freeze_threshold_final (from freeze_anneal_end on). */
+float nb_qat_freeze_threshold_at(const nb_qat *q, long step);
 /* Call after every optimizer step (lr: the step's base learning rate); q NULL: nothing. */
 nb_status nb_qat_end_step(nb_qat *q, float lr);
 /* The stats of the last nb_qat_end_step (zeros when q is NULL or tracking is off). */

@@ -88,6 +88,8 @@ typedef struct nb_recipe_quant {
     int osc_start_step;     /* -1 = when learned scales start learning (start_step + lsq_warmup_steps) */
     float osc_momentum;     /* 0.01 */
     float freeze_threshold; /* 0 = off */
+    float freeze_threshold_final; /* with freeze_anneal_end > 0: cosine from freeze_threshold to this ... */
+    int freeze_anneal_start, freeze_anneal_end; /* ... over these steps (end 0 = constant threshold) */
     float osc_damp;         /* decoupled dampening W -= lr * osc_damp * (W - Q(W)); 0 = off */
     int quantize_embeddings; /* opt-in for the token embedding */
     int quantize_classifier; /* opt-in for an untied classifier */
