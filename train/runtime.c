@@ -10,6 +10,7 @@
 #include "../core/fp16.h"
 #include "../core/rng.h"
 #include "../data/tokenizer.h"
+#include "../ops/kernels/attn.h"
 #include "../ops/kernels/qdot.h"
 #include "../ops/kernels/vec.h"
 
@@ -306,47 +307,21 @@ static void rope_tables(float *c, float *s, int hs, int p, float theta) {
 }
 
 /* Causal attention of rows pos..pos+B-1 over keys 0..pos+B-1 (kc, vc: (seq, kv_dim) of this layer),
-   out (B, C), in ops/attention.c's arithmetic: per head, Qs = q / sqrt(hs); scores S = Qs K^T;
-   per row max, expsum over its keys 0..p, zeros beyond; O = P V (mm_nt when hs < 32, else as
-   mm) scaled by 1 / sum. attention.c's products through mm are, per element, one fma chain over
-   k from 0 (times alpha = 1), which is what gemv_t computes too: gemv_t takes one row at a time
-   without mm's 8-row blocks (a decoded token is one row) and only the row's own keys. Each
-   output row depends only on its own keys, not on the chunking. */
+   out (B, C): per head, nb_attn_forward_rows, the function nb_attention's forward runs per (batch,
+   head) (ops/kernels/attn.h). A row's bits depend only on its own keys, not on the chunking
+   (prefill or one-row decode) nor on the SIMD level. */
 static nb_status attention(const nb_qconfig *c, nb_qstate *s, int B, int pos, const float *kc, const float *vc,
                            float *out) {
     const int C = c->dim, hs = C / c->n_heads, kv_dim = hs * c->n_kv_heads, kv_mul = c->n_heads / c->n_kv_heads;
-    const int nk = pos + B;
-    const size_t per = (size_t)B * nk + 2 * (size_t)hs * nk + (size_t)B * hs; /* S, Kt, Vt, Qs */
+    const size_t per = (size_t)nb_attn_scratch_floats(pos + B, hs);
     float *scr = scratch(s, per * (size_t)c->n_heads * sizeof(float));
     if (!scr) return NB_ENOMEM;
-    const nb_vec_kernels *kk = nb_vec();
-    const float scale = 1.0f / sqrtf((float)hs);
+    const nb_attn_kernels *ak = nb_attn();
 #pragma omp parallel for schedule(static) if (B * c->n_heads > 8)
     for (int h = 0; h < c->n_heads; h++) {
-        float *S = scr + per * (size_t)h, *Kt = S + (size_t)B * nk, *Vt = Kt + (size_t)hs * nk, *Qs = Vt + (size_t)hs * nk;
         const int kvo = (h / kv_mul) * hs;
-        for (int j = 0; j < nk; j++)
-            for (int d = 0; d < hs; d++) {
-                Kt[(size_t)d * nk + j] = kc[(size_t)j * kv_dim + kvo + d];
-                if (hs < 32) Vt[(size_t)d * nk + j] = vc[(size_t)j * kv_dim + kvo + d];
-            }
-        for (int b = 0; b < B; b++)
-            for (int d = 0; d < hs; d++) Qs[b * hs + d] = s->q[(size_t)b * C + h * hs + d] * scale;
-        for (int b = 0; b < B; b++) {
-            float *sr = S + (size_t)b * nk;
-            int nr = pos + b + 1;
-            kk->gemv_t(sr, Kt, nk, Qs + (size_t)b * hs, hs, nr);
-            float mx = kk->max(sr, nr);
-            float l = kk->expsum(sr, sr, mx, nr);
-            for (int j = nr; j < nk; j++) sr[j] = 0.0f;
-            Qs[b] = 1.0f / l; /* rows 0..b of Qs are used up: keep 1 / l of row b there */
-        }
-        float *ob = out + h * hs;
-        if (hs < 32)
-            kk->mm_nt(B, hs, nk, 1.0f, S, nk, Vt, nk, ob, C, 0);
-        else
-            for (int b = 0; b < B; b++) kk->gemv_t(ob + (size_t)b * C, vc + kvo, kv_dim, S + (size_t)b * nk, pos + b + 1, hs);
-        for (int b = 0; b < B; b++) kk->scal(ob + (size_t)b * C, Qs[b], hs);
+        nb_attn_forward_rows(ak, s->q + h * hs, C, kc + kvo, vc + kvo, kv_dim, out + h * hs, C, pos, B, hs, NULL, NULL,
+                             scr + per * (size_t)h);
     }
     return NB_OK;
 }
