@@ -104,7 +104,13 @@ typedef struct nb_recipe_distill {
     char teacher[1024];     /* "" = frozen copy of the starting model, else a checkpoint path */
     float alpha;            /* loss = alpha CE + (1 - alpha) T^2 KL(teacher || student) */
     float temperature;
-    int data_free;          /* teacher generates the training text itself */
+    int data_free;          /* teacher generates the training text itself (LLM-QAT); needs enabled */
+    int gen_sequences;      /* data_free: sequences N the teacher writes */
+    int gen_length;         /* data_free: tokens per sequence; 0 = training window + 1 */
+    float gen_temperature;  /* data_free: sampling temperature (0 = greedy) */
+    float gen_top_p;        /* data_free: nucleus sampling when < 1 */
+    int gen_greedy_tokens;  /* data_free: K tokens after the start taken top-1, then sampled */
+    char gen_start[16];     /* data_free: "bos" | "random" (BOS + a uniformly random token) */
 } nb_recipe_distill;
 
 typedef struct nb_recipe {

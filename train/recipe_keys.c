@@ -123,7 +123,18 @@ const nb_recipe_key nb_recipe_keys[] = {
     KS("distill.teacher", distill.teacher, "", "teacher checkpoint; \"\" = frozen copy of the starting model"),
     KF("distill.alpha", distill.alpha, "0.5", 0, 1, 0, "loss = alpha CE + (1 - alpha) T^2 KL(teacher || student)"),
     KF("distill.temperature", distill.temperature, "2", 0, 100, NB_K_OPEN_MIN, "softmax temperature T"),
-    KB("distill.data_free", distill.data_free, "false", "the teacher generates the training text itself"),
+    KB("distill.data_free", distill.data_free, "false",
+       "the teacher generates the training text itself (LLM-QAT); data.train is then not used"),
+    KI("distill.gen_sequences", distill.gen_sequences, "256", 1, 1 << 24, 0, "data_free: sequences the teacher writes"),
+    KI("distill.gen_length", distill.gen_length, "0", 2, 1 << 20, NB_K_ZERO_OK,
+       "data_free: tokens per sequence (start included); 0 = model.seq_len + 1, at most the teacher's seq_len"),
+    KF("distill.gen_temperature", distill.gen_temperature, "1", 0, 100, 0,
+       "data_free: sampling temperature of the teacher; 0 = greedy"),
+    KF("distill.gen_top_p", distill.gen_top_p, "1", 0, 1, NB_K_OPEN_MIN, "data_free: nucleus sampling when < 1"),
+    KI("distill.gen_greedy_tokens", distill.gen_greedy_tokens, "0", 0, 1 << 20, 0,
+       "data_free: tokens after the start taken top-1 before sampling (LLM-QAT: 3-5 with gen_start random)"),
+    KE("distill.gen_start", distill.gen_start, "bos", "bos|random",
+       "data_free: sequences start at BOS, or BOS + a uniformly random ordinary token (LLM-QAT)"),
 };
 const int nb_recipe_n_keys = (int)(sizeof nb_recipe_keys / sizeof nb_recipe_keys[0]);
 _Static_assert(sizeof nb_recipe_keys / sizeof nb_recipe_keys[0] <= NB_RECIPE_MAX_KEYS, "raise NB_RECIPE_MAX_KEYS");
