@@ -683,6 +683,7 @@ static nb_status train_step(trainer *tr, float lr, float *loss_out, double *norm
     float gs = nb_optim_clip_scale(norm, r->optim.grad_clip) / (float)tr->accum;
     nb_optim_step(&tr->opt, lr, gs);
     nb_optim_zero_grad(&tr->opt);
+    NB_TRY(nb_qat_end_step(tr->qat, lr)); /* oscillation tracking / freezing / dampening */
     *loss_out = (float)(loss_sum / tr->accum);
     *norm_out = norm;
     return NB_OK;
@@ -824,6 +825,15 @@ static void progress(trainer *tr, float loss, float val, float lr, double norm, 
         json_num(f, "grad_norm", norm);
         json_num(f, "elapsed_s", p.elapsed_s);
         if (!isnan(val)) json_num(f, "val_loss", val);
+        nb_qat_osc_stats os;
+        nb_qat_osc_get(tr->qat, &os);
+        if (os.active && os.tracked > 0) { /* weight oscillations at this step (fractions of the tracked) */
+            double n = (double)os.tracked;
+            json_num(f, "osc_flip_frac", os.flips / n);
+            json_num(f, "osc_frac", os.oscillations / n);
+            json_num(f, "osc_freq_mean", os.freq_sum / n);
+            json_num(f, "osc_frozen_frac", os.frozen / n);
+        }
         fputs("}\n", f);
         fflush(f);
     }
