@@ -78,6 +78,30 @@ START_TEST(test_qgemm_pack_x_levels) {
 }
 END_TEST
 
+/* the packed weight: every level writes the same bytes (odd N, unaligned W, padding columns) */
+START_TEST(test_qgemm_pack_w_levels) {
+    for (int i = 0; i < 8; i++) {
+        int64_t N = shapes[i][1], K = shapes[i][2], G = shapes[i][3];
+        qcase c = make(3, N, K, G, 4);
+        size_t nb = nb_qgemm_packed_bytes(N, K, G);
+        float *w0 = nb_malloc((size_t)(N * K + 1) * sizeof(float));
+        uint8_t *a = nb_malloc(nb), *b = nb_malloc(nb);
+        ck_assert(w0 && a && b);
+        memcpy(w0 + 1, c.w, (size_t)(N * K) * sizeof(float));
+        w0[1] = 100.0f; /* beyond the grid: clamped to qmax */
+        for (int tensor = 0; tensor < 2; tensor++) {
+            memset(a, 0xAB, nb), memset(b, 0xCD, nb);
+            nb_qgemm_pack_w_ref(w0 + 1, N, K, G, c.ws, tensor, -8, 7, a);
+            nb_qgemm_pack_w(w0 + 1, N, K, G, c.ws, tensor, -8, 7, b);
+            ck_assert_msg(!memcmp(a, b, nb), "pack_w N %lld K %lld G %lld tensor %d differs", (long long)N,
+                          (long long)K, (long long)G, tensor);
+        }
+        nb_free(w0), nb_free(a), nb_free(b);
+        drop(&c);
+    }
+}
+END_TEST
+
 /* packed (both levels, 1 and 2 threads) == the spec on plain codes, bit for bit */
 START_TEST(test_qgemm_exact_vs_ref) {
     for (int i = 0; i < 8; i++) {
@@ -172,6 +196,7 @@ END_TEST
 
 NB_SUITE("qgemm") {
     tcase_add_test(tc, test_qgemm_pack_x_levels);
+    tcase_add_test(tc, test_qgemm_pack_w_levels);
     tcase_add_test(tc, test_qgemm_exact_vs_ref);
     tcase_add_test(tc, test_qgemm_linear_on_tape);
 }

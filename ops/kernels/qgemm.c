@@ -25,8 +25,8 @@ size_t nb_qgemm_packed_bytes(int64_t N, int64_t K, int64_t G) {
     return (size_t)((N + QP - 1) / QP) * (size_t)(K / G) * (size_t)group_bytes(G);
 }
 
-void nb_qgemm_pack_w(const float *W, int64_t N, int64_t K, int64_t G, const float *scale, int tensor, int qmin,
-                     int qmax, void *dst) {
+void nb_qgemm_pack_w_ref(const float *W, int64_t N, int64_t K, int64_t G, const float *scale, int tensor, int qmin,
+                         int qmax, void *dst) {
     int64_t ng = K / G, np = (N + QP - 1) / QP, gb = group_bytes(G);
     for (int64_t p = 0; p < np; p++)
         for (int64_t g = 0; g < ng; g++) {
@@ -124,6 +124,19 @@ void nb_qgemm_pack_x(const float *X, int64_t M, int64_t K, const float *xs, uint
     }
 #endif
     nb_qgemm_pack_x_ref(X, M, K, xs, dst);
+}
+
+void nb_qgemm_pack_w(const float *W, int64_t N, int64_t K, int64_t G, const float *scale, int tensor, int qmin,
+                     int qmax, void *dst) {
+#if NB_HAVE_AVX512
+    if (nb_simd_active() == NB_SIMD_AVX512) {
+        int64_t np = (N + QP - 1) / QP;
+#pragma omp parallel for schedule(static) if (N * K >= (1 << 16) && np > 1 && !in_parallel())
+        for (int64_t p = 0; p < np; p++) nb_qgemm_pack_w_avx512(W, N, K, G, scale, tensor, qmin, qmax, dst, p, p + 1);
+        return;
+    }
+#endif
+    nb_qgemm_pack_w_ref(W, N, K, G, scale, tensor, qmin, qmax, dst);
 }
 
 /* Rows per work item: whole 6-row tiles, enough of them to amortise the panel loads. */

@@ -38,6 +38,10 @@ void nb_qgemm_rows_avx512(int64_t M, int64_t N, int64_t K, int64_t G, const uint
                           const void *wp, float *C, int64_t ldc);
 void nb_qgemm_rows_packed_ref(int64_t M, int64_t N, int64_t K, int64_t G, const uint8_t *xa, const float *xs,
                               const void *wp, float *C, int64_t ldc);
+void nb_qgemm_pack_w_ref(const float *W, int64_t N, int64_t K, int64_t G, const float *scale, int tensor, int qmin,
+                         int qmax, void *dst);
+void nb_qgemm_pack_w_avx512(const float *W, int64_t N, int64_t K, int64_t G, const float *scale, int tensor,
+                            int qmin, int qmax, void *dst, int64_t p0, int64_t p1);
 void nb_qgemm_pack_x_avx512(const float *X, int64_t M, int64_t K, const float *xs, uint8_t *dst);
 
 #endif

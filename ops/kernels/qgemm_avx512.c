@@ -103,3 +103,46 @@ void nb_qgemm_pack_x_avx512(const float *X, int64_t M, int64_t K, const float *x
         }
     }
 }
+
+/* nb_qgemm_pack_w for panels [p0, p1): 16 inputs of a column at a time, their 16 codes stored as
+   4 quads 128 bytes apart. Same codes and sums as the scalar loop. */
+void nb_qgemm_pack_w_avx512(const float *W, int64_t N, int64_t K, int64_t G, const float *scale, int tensor,
+                            int qmin, int qmax, void *dst, int64_t p0, int64_t p1) {
+    int64_t ng = K / G, gb = 256 + 32 * G;
+    const __m512 lo = _mm512_set1_ps((float)qmin), hi = _mm512_set1_ps((float)qmax);
+    for (int64_t p = p0; p < p1; p++)
+        for (int64_t g = 0; g < ng; g++) {
+            uint8_t *blk = (uint8_t *)dst + (p * ng + g) * gb;
+            int32_t *corr = (int32_t *)blk;
+            float *sc = (float *)(blk + 128);
+            uint8_t *codes = blk + 256;
+            for (int j = 0; j < 32; j++) {
+                int64_t n = p * 32 + j;
+                if (n >= N) {
+                    corr[j] = 0;
+                    sc[j] = 0.0f;
+                    for (int64_t q = 0; q < G / 4; q++) memset(codes + q * 128 + j * 4, 0, 4);
+                    continue;
+                }
+                float s = scale[tensor ? 0 : n * ng + g];
+                __m512 inv = _mm512_set1_ps(s != 0.0f ? 1.0f / s : 0.0f);
+                const float *w = W + n * K + g * G;
+                __m512i sum = _mm512_setzero_si512();
+                for (int64_t k = 0; k < G; k += 16) {
+                    __mmask16 mk = G - k >= 16 ? 0xffff : (__mmask16)((1u << (G - k)) - 1);
+                    __m512 v = _mm512_mul_ps(_mm512_maskz_loadu_ps(mk, w + k), inv);
+                    v = _mm512_roundscale_ps(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+                    __m512i q = _mm512_maskz_mov_epi32(mk, _mm512_cvtps_epi32(_mm512_min_ps(_mm512_max_ps(v, lo), hi)));
+                    sum = _mm512_add_epi32(sum, q);
+                    __m128i b = _mm512_cvtepi32_epi8(q);
+                    int nq = G - k >= 16 ? 4 : (int)((G - k) / 4);
+                    uint8_t *d = codes + (k / 4) * 128 + j * 4;
+                    int32_t qq[4];
+                    _mm_storeu_si128((__m128i *)qq, b);
+                    for (int i = 0; i < nq; i++) memcpy(d + i * 128, &qq[i], 4);
+                }
+                corr[j] = -128 * _mm512_reduce_add_epi32(sum);
+                sc[j] = s;
+            }
+        }
+}
