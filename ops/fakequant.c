@@ -246,9 +246,9 @@ nb_tensor *nb_fakequant_token(nb_tape *t, nb_tensor *x, const nb_qspec *spec, fl
 
 /* ---- integer operands for the forward of a linear layer (ops/kernels/qgemm.h) ---- */
 
-/* The recorded node among the last few that produced y with op `op`. */
+/* The recorded node that produced y with op `op` (a step records a few hundred nodes). */
 static nb_node *producer(nb_tape *t, const nb_tensor *y, const nb_op *op) {
-    for (int i = t->n_nodes - 1; i >= 0 && i >= t->n_nodes - 32; i--)
+    for (int i = t->n_nodes - 1; i >= 0; i--)
         if (t->nodes[i]->out == y) return t->nodes[i]->op == op ? t->nodes[i] : NULL;
     return NULL;
 }
