@@ -64,15 +64,20 @@ START_TEST(test_qgemm_pack_x_levels) {
         ck_assert(x0 && xs && a && b);
         float *x = x0 + 1; /* unaligned */
         nbt_fill(x, (long)(M * K), 7 + (unsigned long long)i);
-        for (int64_t m = 0; m < M; m++) xs[m] = m % 5 == 2 ? 0.0f : 0.01f * (float)(m + 1); /* clamps too */
-        nb_qgemm_pack_x_ref(x, M, K, xs, a + 1);
+        x[(M - 1) * K + K / 2] = NAN; /* the last row's scale becomes NaN */
         nb_simd_level max = nb_simd_active();
-        nb_qgemm_pack_x(x, M, K, xs, b + 1);
-        ck_assert_msg(!memcmp(a + 1, b + 1, (size_t)(M * K)), "pack_x %lld x %lld differs", (long long)M, (long long)K);
-        nb_simd_force(NB_SIMD_SCALAR);
-        nb_qgemm_pack_x(x, M, K, xs, b + 1);
-        ck_assert(!memcmp(a + 1, b + 1, (size_t)(M * K)));
-        nb_simd_force(max);
+        for (int lvl = 0; lvl < 3; lvl++) {
+            for (int64_t m = 0; m < M; m++) xs[m] = m % 5 == 2 ? 0.0f : 0.01f * (float)(m + 1); /* clamps too */
+            if (lvl == 0) nb_qgemm_pack_x_ref(x, M, K, xs, a + 1);
+            nb_simd_force(lvl == 2 ? NB_SIMD_SCALAR : max);
+            if (lvl) nb_qgemm_pack_x(x, M, K, xs, b + 1);
+            nb_simd_force(max);
+            if (lvl)
+                ck_assert_msg(!memcmp(a + 1, b + 1, (size_t)(M * K)), "pack_x %lld x %lld level %d differs",
+                              (long long)M, (long long)K, lvl);
+            ck_assert(isnan(xs[M - 1]));
+            for (int64_t m = 0; m + 1 < M; m++) ck_assert(!isnan(xs[m]));
+        }
         nb_free(x0), nb_free(xs), nb_free(a), nb_free(b);
     }
 }
@@ -88,7 +93,8 @@ START_TEST(test_qgemm_pack_w_levels) {
         uint8_t *a = nb_malloc(nb), *b = nb_malloc(nb);
         ck_assert(w0 && a && b);
         memcpy(w0 + 1, c.w, (size_t)(N * K) * sizeof(float));
-        w0[1] = 100.0f; /* beyond the grid: clamped to qmax */
+        w0[1] = 100.0f;          /* beyond the grid: clamped to qmax */
+        w0[1 + N * K - 1] = NAN; /* the last column's last group gets a NaN scale */
         for (int tensor = 0; tensor < 2; tensor++) {
             memset(a, 0xAB, nb), memset(b, 0xCD, nb);
             nb_qgemm_pack_w_ref(w0 + 1, N, K, G, c.ws, tensor, -8, 7, a);

@@ -45,27 +45,32 @@ void nb_qgemm_pack_w_ref(const float *W, int64_t N, int64_t K, int64_t G, const 
                 float s = scale[tensor ? 0 : n * ng + g], inv = s != 0.0f ? 1.0f / s : 0.0f;
                 const float *w = W + n * K + g * G;
                 int32_t sum = 0;
+                int nan = 0;
                 for (int64_t k = 0; k < G; k++) {
-                    float v = rintf(w[k] * inv);
+                    nan |= isnan(w[k]);
+                    float v = isnan(w[k]) ? (float)qmin : rintf(w[k] * inv);
                     v = v < (float)qmin ? (float)qmin : v > (float)qmax ? (float)qmax : v;
                     int q = (int)v;
                     codes[(k >> 2) * 128 + j * 4 + (k & 3)] = (int8_t)q;
                     sum += q;
                 }
                 corr[j] = -128 * sum;
-                sc[j] = s;
+                sc[j] = nan ? NAN : s;
             }
         }
 }
 
-void nb_qgemm_pack_x_ref(const float *X, int64_t M, int64_t K, const float *xs, uint8_t *dst) {
+void nb_qgemm_pack_x_ref(const float *X, int64_t M, int64_t K, float *xs, uint8_t *dst) {
     for (int64_t m = 0; m < M; m++) {
         float inv = xs[m] != 0.0f ? 1.0f / xs[m] : 0.0f;
+        int nan = 0;
         for (int64_t k = 0; k < K; k++) {
-            float v = rintf(X[m * K + k] * inv);
+            nan |= isnan(X[m * K + k]);
+            float v = isnan(X[m * K + k]) ? -128.0f : rintf(X[m * K + k] * inv);
             v = v < -128.0f ? -128.0f : v > 127.0f ? 127.0f : v;
             dst[m * K + k] = (uint8_t)((int)v + 128);
         }
+        if (nan) xs[m] = NAN;
     }
 }
 
@@ -114,7 +119,7 @@ int nb_qgemm_available(void) {
 #endif
 }
 
-void nb_qgemm_pack_x(const float *X, int64_t M, int64_t K, const float *xs, uint8_t *dst) {
+void nb_qgemm_pack_x(const float *X, int64_t M, int64_t K, float *xs, uint8_t *dst) {
 #if NB_HAVE_AVX512
     if (nb_simd_active() == NB_SIMD_AVX512) {
 #pragma omp parallel for schedule(static) if (M * K >= (1 << 18) && !in_parallel())

@@ -20,9 +20,11 @@ size_t nb_qgemm_packed_bytes(int64_t N, int64_t K, int64_t G);
    s = scale[n * (K / G) + g] (tensor = 1: scale[0]). dst: nb_qgemm_packed_bytes, 64-aligned. */
 void nb_qgemm_pack_w(const float *W, int64_t N, int64_t K, int64_t G, const float *scale, int tensor, int qmin,
                      int qmax, void *dst);
-/* Activation codes + 128 as bytes, row-major M x K: u = clamp(rint(x / s_r), -128, 127) + 128. */
-void nb_qgemm_pack_x(const float *X, int64_t M, int64_t K, const float *xs, uint8_t *dst);
-void nb_qgemm_pack_x_ref(const float *X, int64_t M, int64_t K, const float *xs, uint8_t *dst);
+/* Activation codes + 128 as bytes, row-major M x K: u = clamp(rint(x / s_r), -128, 127) + 128.
+   A row holding a NaN gets xs[r] = NaN, so that its outputs are NaN as the fp32 product's are
+   (a NaN weight likewise gets a NaN scale in the packed panel). */
+void nb_qgemm_pack_x(const float *X, int64_t M, int64_t K, float *xs, uint8_t *dst);
+void nb_qgemm_pack_x_ref(const float *X, int64_t M, int64_t K, float *xs, uint8_t *dst);
 
 /* Is the integer path available (AVX-512 with VNNI active)? */
 int nb_qgemm_available(void);
@@ -42,6 +44,6 @@ void nb_qgemm_pack_w_ref(const float *W, int64_t N, int64_t K, int64_t G, const 
                          int qmax, void *dst);
 void nb_qgemm_pack_w_avx512(const float *W, int64_t N, int64_t K, int64_t G, const float *scale, int tensor,
                             int qmin, int qmax, void *dst, int64_t p0, int64_t p1);
-void nb_qgemm_pack_x_avx512(const float *X, int64_t M, int64_t K, const float *xs, uint8_t *dst);
+void nb_qgemm_pack_x_avx512(const float *X, int64_t M, int64_t K, float *xs, uint8_t *dst);
 
 #endif

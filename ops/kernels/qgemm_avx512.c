@@ -3,6 +3,7 @@
 #include "qgemm.h"
 
 #include <immintrin.h>
+#include <math.h>
 #include <string.h>
 
 #define QMR 6
@@ -86,21 +87,25 @@ void nb_qgemm_rows_avx512(int64_t M, int64_t N, int64_t K, int64_t G, const uint
     }
 }
 
-void nb_qgemm_pack_x_avx512(const float *X, int64_t M, int64_t K, const float *xs, uint8_t *dst) {
+void nb_qgemm_pack_x_avx512(const float *X, int64_t M, int64_t K, float *xs, uint8_t *dst) {
     const __m512 lo = _mm512_set1_ps(-128.0f), hi = _mm512_set1_ps(127.0f);
     const __m512i off = _mm512_set1_epi32(128);
     for (int64_t m = 0; m < M; m++) {
         __m512 inv = _mm512_set1_ps(xs[m] != 0.0f ? 1.0f / xs[m] : 0.0f);
         const float *x = X + m * K;
         uint8_t *d = dst + m * K;
+        __mmask16 nan = 0;
         for (int64_t k = 0; k < K; k += 16) {
             __mmask16 mk = K - k >= 16 ? 0xffff : (__mmask16)((1u << (K - k)) - 1);
-            __m512 v = _mm512_mul_ps(_mm512_maskz_loadu_ps(mk, x + k), inv);
+            __m512 xv = _mm512_maskz_loadu_ps(mk, x + k);
+            nan |= _mm512_cmp_ps_mask(xv, xv, _CMP_UNORD_Q);
+            __m512 v = _mm512_mul_ps(xv, inv);
             v = _mm512_roundscale_ps(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
             v = _mm512_min_ps(_mm512_max_ps(v, lo), hi);
             __m512i q = _mm512_add_epi32(_mm512_cvtps_epi32(v), off);
             _mm512_mask_cvtepi32_storeu_epi8(d + k, mk, q);
         }
+        if (nan) xs[m] = NAN;
     }
 }
 
@@ -128,9 +133,12 @@ void nb_qgemm_pack_w_avx512(const float *W, int64_t N, int64_t K, int64_t G, con
                 __m512 inv = _mm512_set1_ps(s != 0.0f ? 1.0f / s : 0.0f);
                 const float *w = W + n * K + g * G;
                 __m512i sum = _mm512_setzero_si512();
+                __mmask16 nan = 0;
                 for (int64_t k = 0; k < G; k += 16) {
                     __mmask16 mk = G - k >= 16 ? 0xffff : (__mmask16)((1u << (G - k)) - 1);
-                    __m512 v = _mm512_mul_ps(_mm512_maskz_loadu_ps(mk, w + k), inv);
+                    __m512 wv = _mm512_maskz_loadu_ps(mk, w + k);
+                    nan |= _mm512_cmp_ps_mask(wv, wv, _CMP_UNORD_Q);
+                    __m512 v = _mm512_mul_ps(wv, inv);
                     v = _mm512_roundscale_ps(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
                     __m512i q = _mm512_maskz_mov_epi32(mk, _mm512_cvtps_epi32(_mm512_min_ps(_mm512_max_ps(v, lo), hi)));
                     sum = _mm512_add_epi32(sum, q);
@@ -142,7 +150,7 @@ void nb_qgemm_pack_w_avx512(const float *W, int64_t N, int64_t K, int64_t G, con
                     for (int i = 0; i < nq; i++) memcpy(d + i * 128, &qq[i], 4);
                 }
                 corr[j] = -128 * _mm512_reduce_add_epi32(sum);
-                sc[j] = s;
+                sc[j] = nan ? NAN : s; /* a NaN weight makes its outputs NaN, as in fp32 */
             }
         }
 }
