@@ -104,6 +104,32 @@ static void binary_backward(nb_node *n) {
     int kind = (int)n->i[0];
     int64_t N = nb_numel(n->out);
     const float *dY = n->out->grad;
+    if (nb_numel(a) == N && nb_numel(b) == N) { /* same shape (the residual adds): one flat pass */
+        float *dA = a->requires_grad ? a->grad : NULL, *dB = b->requires_grad ? b->grad : NULL;
+        const float *A = a->data, *B = b->data;
+        float cb = kind == OP_SUB ? -1.0f : 1.0f;
+#pragma omp parallel for schedule(static) if (N > 4 * NB_OMP_MIN)
+        for (int64_t lo = 0; lo < N; lo += 4096) { /* the same sums as reduce_into, element by element */
+            int64_t hi = lo + 4096 < N ? lo + 4096 : N;
+            if (kind == OP_MUL) {
+                if (dA)
+                    for (int64_t i = lo; i < hi; i++) dA[i] += 1.0f * dY[i] * B[i];
+                if (dB)
+                    for (int64_t i = lo; i < hi; i++) dB[i] += 1.0f * dY[i] * A[i];
+            } else if (dA && dB) {
+                for (int64_t i = lo; i < hi; i++) {
+                    float d = dY[i];
+                    dA[i] += d;
+                    dB[i] += cb * d;
+                }
+            } else if (dA) {
+                for (int64_t i = lo; i < hi; i++) dA[i] += dY[i];
+            } else if (dB) {
+                for (int64_t i = lo; i < hi; i++) dB[i] += cb * dY[i];
+            }
+        }
+        return;
+    }
     if (a->requires_grad)
         reduce_into(&g, a->grad, 1, dY, kind == OP_MUL ? b->data : NULL, 1.0f, nb_numel(a) == N);
     if (b->requires_grad)
