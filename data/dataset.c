@@ -422,6 +422,71 @@ done:
     return st;
 }
 
+static nb_status open_dataset(const char *path, hid_t *out);
+
+/* ---- tokens from memory (teacher-generated text) ---- */
+
+nb_status nb_dataset_write_tokens(const char *path, const nb_tokenizer *tok, const nb_tokens *train,
+                                  const nb_tokens *val, const char *source, const char *key) {
+    char tmp[4096];
+    snprintf(tmp, sizeof tmp, "%s.tmp-%ld", path, (long)getpid());
+    hid_t f;
+    H5E_BEGIN_TRY { f = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT); }
+    H5E_END_TRY;
+    if (f < 0) return nb_fail(NB_EIO, "cannot create %s (does the folder exist and is it writable?)", tmp);
+    int V = nb_tokenizer_vocab(tok);
+    static const nb_tokens none = {0};
+    if (!val) val = &none;
+    nb_status st = nb_h5io_put_str(f, "format", FORMAT_NAME);
+    if (!st) st = nb_h5io_put_i64(f, "format_version", NB_DATASET_VERSION);
+    if (!st) st = nb_h5io_put_str(f, "tokenizer", nb_tokenizer_kind_name(nb_tokenizer_kind(tok)));
+    if (!st) st = nb_h5io_put_str(f, "tokenizer_spec", "(given)");
+    if (!st) st = nb_h5io_put_str(f, "prepare_key", key ? key : "");
+    if (!st) st = nb_h5io_put_i64(f, "vocab_size", V);
+    if (!st) st = nb_h5io_put_i64(f, "bos", nb_tokenizer_bos(tok));
+    if (!st) st = nb_h5io_put_strs(f, "sources", &source, 1);
+    if (!st) st = nb_h5io_put_str(f, "val_source", "");
+    if (!st) st = nb_h5io_put_f64(f, "val_fraction", 0.0);
+    if (!st) st = write_split(f, "train", train->ids, train->n, train->n_docs, V);
+    if (!st) st = write_split(f, "val", val->ids, val->n, val->n_docs, V);
+    if (!st) {
+        hid_t g;
+        H5E_BEGIN_TRY { g = H5Gcreate2(f, "tokenizer", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT); }
+        H5E_END_TRY;
+        if (g < 0) st = nb_fail(NB_EIO, "creating group /tokenizer failed");
+        else {
+            st = nb_tokenizer_save_h5(tok, g);
+            H5Gclose(g);
+        }
+    }
+    herr_t r;
+    H5E_BEGIN_TRY { r = H5Fclose(f); }
+    H5E_END_TRY;
+    if (!st && r < 0) st = nb_fail(NB_EIO, "closing %s failed (disk full?)", tmp);
+    if (!st && rename(tmp, path) != 0) st = nb_fail(NB_EIO, "rename to %s: %s", path, strerror(errno));
+    if (st) {
+        unlink(tmp);
+        return nb_fail_prefix(st, "writing %s", path);
+    }
+    return NB_OK;
+}
+
+nb_status nb_dataset_key(const char *path, char **key) {
+    *key = NULL;
+    hid_t f;
+    NB_TRY(open_dataset(path, &f));
+    enum { CAP = 1 << 16 };
+    char *k = nb_malloc(CAP);
+    nb_status st = k ? nb_h5io_get_str(f, path, "prepare_key", k, CAP) : nb_fail(NB_ENOMEM, "out of memory");
+    H5Fclose(f);
+    if (st) {
+        nb_free(k);
+        return st;
+    }
+    *key = k;
+    return NB_OK;
+}
+
 /* ---- reading ---- */
 
 static nb_status open_dataset(const char *path, hid_t *out) {

@@ -56,6 +56,16 @@ typedef struct nb_prepare_stats {
    Errors: a missing file (NB_EIO), an unknown spec or empty text (NB_EINVAL), each naming it. */
 nb_status nb_dataset_prepare(const nb_prepare_opts *o, const char *out_path, nb_prepare_stats *stats);
 
+/* Writes a dataset from tokens already in memory (e.g. text a teacher model generated): /train and
+   /val (either may be empty; n_docs as given), the tokenizer, and the root attributes of a prepared
+   dataset with sources = [source], tokenizer_spec "(given)" and prepare_key = key (what the caller
+   compares to reuse it; read it back with nb_dataset_key). Atomic: written to PATH.tmp-PID, then
+   renamed (a run's stale-temp sweep removes a PATH.tmp-PID whose process is gone). */
+nb_status nb_dataset_write_tokens(const char *path, const nb_tokenizer *tok, const nb_tokens *train,
+                                  const nb_tokens *val, const char *source, const char *key);
+/* The prepare_key attribute of a dataset (nb_malloc'ed into *key). */
+nb_status nb_dataset_key(const char *path, char **key);
+
 /* 1 when path is a dataset prepared with the same options from input files of the same size and
    modification time (and, for opts->tok, the same tokenizer): a cache that can be reused. */
 int nb_dataset_is_current(const char *path, const nb_prepare_opts *o);

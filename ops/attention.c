@@ -1,29 +1,36 @@
-/* attention.c: fused causal self-attention with grouped kv heads, flash-attention style:
-   the forward keeps only the log-sum-exp of each score row, the backward recomputes the scores. */
+/* attention.c: fused causal self-attention with grouped kv heads, flash-attention style: for
+   small heads the forward keeps only the log-sum-exp of each score row and the backward recomputes
+   the scores; for heads of KEEP_H or more it keeps the causal strips of probabilities instead. */
 #include "ops.h"
 
 #include <math.h>
 #include <string.h>
 
 #include "../autograd/gradcheck.h"
-#include "kernels/vec.h"
+#include "kernels/attn.h"
 #include "oputil.h"
 
 /* Shapes: q, out (B, T, nh, H); k, v (B, T, nkv, H); query head h reads kv head h / (nh / nkv).
-   One task per (b, h); within it, query tiles of TQ rows against the keys 0..t (causal), with
-   small register-blocked GEMMs (nb_vec mm) on a TQ x T score tile that lives only in scratch:
-     S   = Qs K^T,  Qs = q / sqrt(H)            (K copied transposed to (H, T) once per task)
+   Query blocks of TQ = NB_ATTN_TQ rows; each is scored against keys 0..t0+TQ-1 in a transposed
+   strip S (keys, TQ) that lives only in per-thread scratch (kernels/attn.h), softmax down its
+   columns, vectorised over the queries:
+     S   = K Qs^T,  Qs = q / sqrt(H)         (q block transposed to (H, TQ), k read in place)
      P   = exp(S - lse) on j <= t, 0 beyond;  lse = m + log sum_j exp(s_j - m) is all we keep
-     O   = P V / l
-   backward, recomputing S and P from lse, with D = <p, dp> (= <dO, O>):
-     dP  = dO V^T,  dS = P o (dP - D)
-     dq += dS K / sqrt(H),  dk^T += Qs^T dS,  dv^T += dO^T P
-   Products whose output width is H use the dot-product kernel (mm_nt, vectorised over keys)
-   when H is small (tiny models: H = 8 would fill half a vector), the broadcast kernel (mm)
-   otherwise. Query heads that share a kv head write their dk^T, dv^T into separate per-head
-   (H, T) buffers,
-   summed in head order afterwards: no races, and the same bits for any thread count. */
-#define TQ 16
+     O   = P^T V / l
+   backward, recomputing S and P from lse, with D = <p, dp> (= <dO, O>) per query:
+     dP  = V dO^T,  dS = P o (dP - D) / sqrt(H)
+     dq += dS^T K,  dk += dS Q,  dv += P dO
+   The forward runs one task per (b, h). The backward runs one task per (b, kv head) that takes
+   the group's query heads in order and accumulates straight into dk, dv: no races, no per-head
+   buffers, and the same bits for any thread count. With the head dim under one vector
+   (tiny models: H = 8), P^T V and dS^T K are computed transposed ((H, TQ), vectorised over
+   queries) and transposed back. Every kernel gives the same bits at every SIMD level.
+   From H = KEEP_H on, the forward writes its normalised P strips into a tape buffer (B nh strips
+   of TQ x sum of the blocks' key counts: about T^2/2 floats per head, half a dense T x T matrix;
+   only while that is at most 4 T H, four times q) and the backward reads them instead of recomputing S = K Qs^T and exp: one product in seven
+   less, worth more than the memory traffic once a product costs 2 H >= 64 flops per element. */
+#define TQ NB_ATTN_TQ
+#define KEEP_H 32
 
 typedef struct att_geom {
     int64_t B, T, NH, NKV, H, rep;
@@ -41,61 +48,93 @@ static void geom(const nb_node *n, att_geom *g) {
     g->scale = 1.0f / sqrtf((float)g->H);
 }
 
-/* dst (H, T) <- src rows j of kv head `kv` of batch b: dst[d T + j] = src[((b T + j) NKV + kv) H + d] */
-static void transpose_in(float *dst, const float *src, const att_geom *g, int64_t b, int64_t kv) {
-    for (int64_t j = 0; j < g->T; j++) {
-        const float *row = src + ((b * g->T + j) * g->NKV + kv) * g->H;
-        for (int64_t d = 0; d < g->H; d++) dst[d * g->T + j] = row[d];
+/* per-thread scratch: S, dP (T, TQ); Xt, Yt, Zt (H, TQ); 4 vectors of TQ */
+static int64_t scratch_floats(const att_geom *g) { return 2 * g->T * TQ + 3 * g->H * TQ + 4 * TQ + 64; }
+
+/* floats of one head's kept strips, and where block t0's strip starts */
+static int64_t kept_floats(int64_t T) { return TQ * (T / TQ) * (T / TQ + 1) / 2 * TQ + (T % TQ ? T * TQ : 0); }
+static int64_t kept_at(int64_t t0) { return TQ * TQ * (t0 / TQ) * (t0 / TQ + 1) / 2; }
+
+/* the product widths below one vector use the transposed forms */
+static int small_h(const nb_attn_kernels *kk, int64_t H) { return H < kk->lanes; }
+
+/* The causal diagonal: in the block's key rows past t0 + HQ only the second half of the queries
+   is live, so the products below split there rather than multiply masked zeros. */
+#define HQ (TQ / 2)
+
+/* S (nk, TQ) = X Yt (X rows of keys, Yt (H, TQ)); the dead corner (keys >= t0 + HQ, queries < HQ)
+   is set to 0 */
+static void scores(const nb_attn_kernels *kk, float *S, const float *X, int64_t ldx, const float *Yt, int64_t H,
+                   int64_t t0, int64_t nk) {
+    int64_t r = t0 + HQ < nk ? t0 + HQ : nk;
+    kk->mm(0, r, TQ, H, X, ldx, Yt, TQ, S, TQ, 0);
+    if (nk > r) {
+        kk->mm(0, nk - r, HQ, H, X + r * ldx, ldx, Yt + HQ, TQ, S + r * TQ + HQ, TQ, 0);
+        for (int64_t j = r; j < nk; j++)
+            for (int64_t i = 0; i < HQ; i++) S[j * TQ + i] = 0.0f;
     }
 }
 
-#define SMALL_H 32 /* below: P V and dS K as dot products over the keys */
+/* C (m, N) (+)= P^T Y over the keys (P a strip, Y rows of keys): queries < HQ stop at key t0 + HQ */
+static void over_keys(const nb_attn_kernels *kk, const float *P, const float *Y, int64_t ldy, float *C, int64_t ldc,
+                      int64_t N, int64_t t0, int64_t m, int acc) {
+    int64_t h = m < HQ ? m : HQ;
+    kk->mm(1, h, N, t0 + h, P, TQ, Y, ldy, C, ldc, acc);
+    if (m > HQ) kk->mm(1, m - HQ, N, t0 + m, P + HQ, TQ, Y, ldy, C + HQ * ldc, ldc, acc);
+}
 
-/* per-thread scratch: Kt, Vt (H, T), S, dS (TQ, T), Qs (TQ, H), one value per tile row */
-static int64_t scratch_floats(const att_geom *g) { return 2 * g->H * g->T + 2 * TQ * g->T + TQ * g->H + TQ + 64; }
+/* the same product transposed, Ct (N, TQ) = Y^T P (columns past m undefined) */
+static void over_keys_t(const nb_attn_kernels *kk, const float *Y, int64_t ldy, const float *P, float *Ct, int64_t N,
+                        int64_t t0, int64_t m) {
+    int64_t h = m < HQ ? m : HQ;
+    kk->mm(1, N, HQ, t0 + h, Y, ldy, P, TQ, Ct, TQ, 0);
+    if (m > HQ) kk->mm(1, N, HQ, t0 + m, Y, ldy, P + HQ, TQ, Ct + HQ, TQ, 0);
+}
 
-/* Qs = q rows t0..t0+m of head h, times scale */
-static void load_qs(float *Qs, const float *Q, const att_geom *g, int64_t b, int64_t h, int64_t t0, int64_t m) {
-    for (int64_t r = 0; r < m; r++) {
-        const float *q = Q + ((b * g->T + t0 + r) * g->NH + h) * g->H;
-        for (int64_t d = 0; d < g->H; d++) Qs[r * g->H + d] = q[d] * g->scale;
-    }
+/* C (nk, N) += A Y over the block's m queries (A a strip, Y rows of queries): keys from
+   t0 + HQ on start at query HQ */
+static void over_queries(const nb_attn_kernels *kk, const float *A, const float *Y, int64_t ldy, float *C,
+                         int64_t ldc, int64_t N, int64_t t0, int64_t m) {
+    int64_t r = t0 + (m < HQ ? m : HQ);
+    kk->mm(0, r, N, m, A, TQ, Y, ldy, C, ldc, 1);
+    if (m > HQ) kk->mm(0, m - HQ, N, m - HQ, A + r * TQ + HQ, TQ, Y + HQ * ldy, ldy, C + r * ldc, ldc, 1);
 }
 
 static void attention_forward(nb_node *n) {
     att_geom g;
     geom(n, &g);
     const float *Q = n->in[0]->data, *K = n->in[1]->data, *V = n->in[2]->data;
-    float *O = n->out->data, *lse = n->p[0], *scr = n->p[1];
-    int64_t per = scratch_floats(&g), tasks = g.B * g.NH, T = g.T, H = g.H;
+    float *O = n->out->data, *lse = n->p[0], *scr = n->p[1], *kept = n->p[2];
+    int64_t per = scratch_floats(&g), tasks = g.B * g.NH, T = g.T, H = g.H, kf = kept_floats(g.T);
     int64_t ldkv = g.NKV * H, ldq = g.NH * H;
-    const nb_vec_kernels *kk = nb_vec();
+    const nb_attn_kernels *kk = nb_attn();
+    int sh = small_h(kk, H);
 #pragma omp parallel for schedule(static) if (tasks > 1 && g.B * g.NH * T * T * H > NB_OMP_MIN)
     for (int64_t task = 0; task < tasks; task++) {
         int64_t b = task / g.NH, h = task % g.NH, kv = h / g.rep;
-        float *Kt = scr + omp_tid() * per, *Vt = Kt + H * T, *S = Vt + H * T, *Qs = S + 2 * TQ * T, *il = Qs + TQ * H;
-        const float *Vb = V + (b * T * g.NKV + kv) * H;
-        transpose_in(Kt, K, &g, b, kv);
-        if (H < SMALL_H) transpose_in(Vt, V, &g, b, kv);
+        float *S = scr + omp_tid() * per, *Qt = S + 2 * T * TQ, *Ot = Qt + H * TQ;
+        float *mx = Ot + 2 * H * TQ, *l = mx + TQ;
+        const float *Kb = K + (b * T * g.NKV + kv) * H, *Vb = V + (b * T * g.NKV + kv) * H;
+        float *lh = lse + (b * g.NH + h) * T;
         for (int64_t t0 = 0; t0 < T; t0 += TQ) {
             int64_t m = T - t0 < TQ ? T - t0 : TQ, nk = t0 + m;
-            load_qs(Qs, Q, &g, b, h, t0, m);
-            kk->mm(0, m, nk, H, 1.0f, Qs, H, Kt, T, S, T, 0);
-            for (int64_t r = 0; r < m; r++) {
-                float *s = S + r * T;
-                int64_t nr = t0 + r + 1; /* causal: keys 0..t */
-                float mx = kk->max(s, nr);
-                float l = kk->expsum(s, s, mx, nr); /* s now holds unnormalised p */
-                for (int64_t j = nr; j < nk; j++) s[j] = 0.0f;
-                lse[(b * g.NH + h) * T + t0 + r] = mx + logf(l);
-                il[r] = 1.0f / l;
-            }
             float *Ob = O + ((b * T + t0) * g.NH + h) * H;
-            if (H < SMALL_H)
-                kk->mm_nt(m, H, nk, 1.0f, S, T, Vt, T, Ob, ldq, 0);
-            else
-                kk->mm(0, m, H, nk, 1.0f, S, T, Vb, ldkv, Ob, ldq, 0);
-            for (int64_t r = 0; r < m; r++) kk->scal(Ob + r * ldq, il[r], H);
+            if (kept) S = kept + task * kf + kept_at(t0);
+            kk->load_t(Qt, Q + ((b * T + t0) * g.NH + h) * H, ldq, H, m, g.scale);
+            scores(kk, S, Kb, ldkv, Qt, H, t0, nk); /* S = K Qs^T */
+            kk->softmax(S, nk, t0, mx, l, kept != NULL);
+            for (int64_t i = 0; i < m; i++) lh[t0 + i] = mx[i] + logf(l[i]), l[i] = 1.0f / l[i];
+            if (kept) { /* O = P^T V, P normalised */
+                over_keys(kk, S, Vb, ldkv, Ob, ldq, H, t0, m, 0);
+            } else if (sh) { /* Ot = V^T P, then O = Ot^T / l */
+                over_keys_t(kk, Vb, ldkv, S, Ot, H, t0, m);
+                for (int64_t i = 0; i < m; i++)
+                    for (int64_t d = 0; d < H; d++) Ob[i * ldq + d] = Ot[d * TQ + i] * l[i];
+            } else { /* O = P^T V, then / l */
+                over_keys(kk, S, Vb, ldkv, Ob, ldq, H, t0, m, 0);
+                for (int64_t i = 0; i < m; i++)
+                    for (int64_t d = 0; d < H; d++) Ob[i * ldq + d] *= l[i];
+            }
         }
     }
 }
@@ -105,68 +144,46 @@ static void attention_backward(nb_node *n) {
     geom(n, &g);
     nb_tensor *q = n->in[0], *k = n->in[1], *v = n->in[2];
     const float *Q = q->data, *K = k->data, *V = v->data, *dO = n->out->grad;
-    const float *lse = n->p[0];
-    int64_t T = g.T, H = g.H, per = scratch_floats(&g), tasks = g.B * g.NH;
+    const float *lse = n->p[0], *kept = n->p[2];
+    int64_t T = g.T, H = g.H, per = scratch_floats(&g), tasks = g.B * g.NKV, kf = kept_floats(g.T);
     int64_t ldkv = g.NKV * H, ldq = g.NH * H;
-    int need_kv = k->requires_grad || v->requires_grad;
     /* scratch sized for the thread count now (it may differ from the forward's) */
     float *scr = nb_tape_alloc(n->tape, (size_t)(omp_threads() * per) * sizeof(float));
     if (!scr) return;
-    /* per-head dk^T, dv^T: (B, NH, 2, H, T) */
-    float *dkv = need_kv ? nb_tape_alloc(n->tape, (size_t)(tasks * 2 * H * T) * sizeof(float)) : NULL;
-    if (need_kv && !dkv) return;
-    float *dQ = q->requires_grad ? q->grad : NULL;
-    const nb_vec_kernels *kk = nb_vec();
+    float *dQ = q->requires_grad ? q->grad : NULL, *dK = k->requires_grad ? k->grad : NULL;
+    float *dV = v->requires_grad ? v->grad : NULL;
+    const nb_attn_kernels *kk = nb_attn();
+    int sh = small_h(kk, H);
 #pragma omp parallel for schedule(static) if (tasks > 1 && g.B * g.NH * T * T * H > NB_OMP_MIN / 4)
     for (int64_t task = 0; task < tasks; task++) {
-        int64_t b = task / g.NH, h = task % g.NH, kv = h / g.rep;
-        float *Kt = scr + omp_tid() * per, *Vt = Kt + H * T, *P = Vt + H * T, *dS = P + TQ * T, *Qs = dS + TQ * T;
-        float *dKh = need_kv ? dkv + task * 2 * H * T : NULL, *dVh = need_kv ? dKh + H * T : NULL;
-        const float *Kb = K + (b * T * g.NKV + kv) * H;
-        if (need_kv) memset(dKh, 0, (size_t)(2 * H * T) * sizeof(float));
-        transpose_in(Kt, K, &g, b, kv);
-        transpose_in(Vt, V, &g, b, kv);
-        for (int64_t t0 = 0; t0 < T; t0 += TQ) {
-            int64_t m = T - t0 < TQ ? T - t0 : TQ, nk = t0 + m;
-            load_qs(Qs, Q, &g, b, h, t0, m);
-            kk->mm(0, m, nk, H, 1.0f, Qs, H, Kt, T, P, T, 0);
-            for (int64_t r = 0; r < m; r++) { /* P recomputed from the saved lse */
-                float *p = P + r * T;
-                int64_t nr = t0 + r + 1;
-                kk->expsum(p, p, lse[(b * g.NH + h) * T + t0 + r], nr);
-                for (int64_t j = nr; j < nk; j++) p[j] = 0.0f;
-            }
-            const float *dOb = dO + ((b * T + t0) * g.NH + h) * H;
-            kk->mm(0, m, nk, H, 1.0f, dOb, ldq, Vt, T, dS, T, 0); /* dP */
-            for (int64_t r = 0; r < m; r++) {
-                /* D = <dO, O> = <p, dp>; the latter makes sum_j ds_j vanish to rounding (exactly
-                   for T = 1), so q gets no spurious gradient from a constant softmax */
-                float D = kk->dot(P + r * T, dS + r * T, t0 + r + 1);
-                kk->mul_sub(dS + r * T, P + r * T, D, nk); /* ds = p (dp - D), 0 past the diagonal */
-            }
-            float *dQb = dQ ? dQ + ((b * T + t0) * g.NH + h) * H : NULL;
-            if (dQ && H < SMALL_H) kk->mm_nt(m, H, nk, g.scale, dS, T, Kt, T, dQb, ldq, 1);
-            else if (dQ) kk->mm(0, m, H, nk, g.scale, dS, T, Kb, ldkv, dQb, ldq, 1);
-            if (need_kv) {
-                kk->mm(1, H, nk, m, 1.0f, Qs, H, dS, T, dKh, T, 1);
-                kk->mm(1, H, nk, m, 1.0f, dOb, ldq, P, T, dVh, T, 1);
-            }
-        }
-    }
-    if (!need_kv) return;
-    /* dk[b, j, kv, d] += dKh[b, h][d, j] for the group's heads h, in head order; likewise dv */
-    float *dK = k->requires_grad ? k->grad : NULL, *dV = v->requires_grad ? v->grad : NULL;
-#pragma omp parallel for schedule(static) if (g.B * T * g.NKV * H * g.rep > NB_OMP_MIN)
-    for (int64_t bk = 0; bk < g.B * g.NKV; bk++) {
-        int64_t b = bk / g.NKV, kv = bk % g.NKV;
-        for (int64_t r = 0; r < g.rep; r++) {
-            const float *src = dkv + (b * g.NH + kv * g.rep + r) * 2 * H * T;
-            for (int64_t j = 0; j < T; j++) {
-                int64_t o = ((b * T + j) * g.NKV + kv) * H;
-                for (int64_t d = 0; d < H; d++) {
-                    if (dK) dK[o + d] += src[d * T + j];
-                    if (dV) dV[o + d] += src[H * T + d * T + j];
+        int64_t b = task / g.NKV, kv = task % g.NKV;
+        float *P = scr + omp_tid() * per, *dP = P + T * TQ;
+        float *Qt = dP + T * TQ, *dOt = Qt + H * TQ, *Zt = dOt + H * TQ, *ls = Zt + H * TQ;
+        int64_t okv = (b * T * g.NKV + kv) * H; /* row 0 of this kv head in k, v */
+        for (int64_t h = kv * g.rep; h < (kv + 1) * g.rep; h++) {
+            const float *lh = lse + (b * g.NH + h) * T;
+            for (int64_t t0 = 0; t0 < T; t0 += TQ) {
+                int64_t m = T - t0 < TQ ? T - t0 : TQ, nk = t0 + m, oq = ((b * T + t0) * g.NH + h) * H;
+                if (kept) { /* P as the forward left it */
+                    P = (float *)kept + (b * g.NH + h) * kf + kept_at(t0);
+                } else { /* S, then P from the saved lse */
+                    kk->load_t(Qt, Q + oq, ldq, H, m, g.scale);
+                    for (int64_t i = 0; i < TQ; i++) ls[i] = i < m ? lh[t0 + i] : 0.0f;
+                    scores(kk, P, K + okv, ldkv, Qt, H, t0, nk);
+                    kk->probs(P, nk, t0, ls);
                 }
+                kk->load_t(dOt, dO + oq, ldq, H, m, 1.0f);
+                scores(kk, dP, V + okv, ldkv, dOt, H, t0, nk); /* dP = V dO^T */
+                kk->dscores(dP, P, nk, g.scale);                 /* dS (scaled) */
+                if (dQ && sh) {
+                    over_keys_t(kk, K + okv, ldkv, dP, Zt, H, t0, m);
+                    for (int64_t i = 0; i < m; i++)
+                        for (int64_t d = 0; d < H; d++) dQ[oq + i * ldq + d] += Zt[d * TQ + i];
+                } else if (dQ) {
+                    over_keys(kk, dP, K + okv, ldkv, dQ + oq, ldq, H, t0, m, 1);
+                }
+                if (dK) over_queries(kk, dP, Q + oq, ldq, dK + okv, ldkv, H, t0, m);
+                if (dV) over_queries(kk, P, dO + oq, ldq, dV + okv, ldkv, H, t0, m);
             }
         }
     }
@@ -193,6 +210,12 @@ nb_tensor *nb_attention(nb_tape *t, nb_tensor *q, nb_tensor *k, nb_tensor *v) {
     if (!n || !lse || !scr) return NULL;
     n->p[0] = lse;
     n->p[1] = scr;
+    /* only a step that will run backward keeps P, and only while the strips stay within a few
+       times the size of q (they grow as T^2: long sequences recompute instead) */
+    if (g.H >= KEEP_H && y->requires_grad && kept_floats(g.T) <= 4 * g.T * g.H) {
+        n->p[2] = nb_tape_alloc(t, (size_t)(g.B * g.NH * kept_floats(g.T)) * sizeof(float));
+        if (!n->p[2]) return NULL;
+    }
     attention_forward(n);
     return y;
 }
@@ -209,6 +232,8 @@ const nb_opcase nb_opcases_attention[] = {
     ATT("attention_t1", 1, 1, 2, 1, 6),
     ATT("attention_mqa_odd", 1, 5, 3, 1, 3),
     ATT("attention_long_t", 1, 19, 2, 1, 2),
-    ATT("attention_h32_gqa", 1, 4, 4, 2, 32), /* H >= SMALL_H: the broadcast-kernel path */
+    ATT("attention_h32_gqa", 1, 4, 4, 2, 32), /* H of two vectors: the direct P^T V path */
+    ATT("attention_blocks", 1, 37, 2, 1, 5),  /* two query blocks, the second one short */
+    ATT("attention_kept_p", 1, 37, 2, 1, 32), /* H >= KEEP_H: the backward reads the kept P strips */
     {0},
 };

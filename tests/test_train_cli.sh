@@ -101,6 +101,8 @@ quant:
   enabled: true
   start_step: 2
   act_start_step: 4
+  osc_momentum: 0.5        # oscillation tracking + freezing: its state must survive resume too
+  freeze_threshold: 0.2
   weights:
     - match: "layers.*"
       bits: 4
@@ -116,6 +118,7 @@ EOF
 } >"$W/q.yaml"
 "$NIBBLE" train "$W/q.yaml" out_dir="$W/qa" --quiet >"$W/qa.txt" 2>&1 || { cat "$W/qa.txt"; fail "qat run"; }
 grep -q '"event": "qat"' "$W/qa/metrics.jsonl" || fail "no qat events in metrics"
+grep -q '"osc_frozen_frac"' "$W/qa/metrics.jsonl" || fail "no oscillation stats in metrics"
 "$NIBBLE" train "$W/q.yaml" out_dir="$W/qb" --stop-at 3 --quiet >/dev/null 2>&1 || fail "qat first part"
 "$NIBBLE" train "$W/q.yaml" out_dir="$W/qb" resume=true --quiet >"$W/qb.txt" 2>&1 || { cat "$W/qb.txt"; fail "qat resume"; }
 if $PY -c "import h5py" 2>/dev/null; then
@@ -126,6 +129,8 @@ for grp in ("params", "quant", "quant_state", "optim/m", "optim/v", "optim/m_qua
     assert grp in a, (grp, list(a))
     for k in a[grp]:
         assert a[grp][k][()].tobytes() == b[grp][k][()].tobytes(), (grp, k)
+frozen = sum(a["quant_state"][k][()].sum() for k in a["quant_state"] if k.endswith(".osc_frozen"))
+assert frozen > 0, "no weight was frozen"
 EOF
 fi
 

@@ -20,7 +20,8 @@ static void usage(FILE *f) {
             "  --stop-at N     stop after N steps with a checkpoint (schedule unchanged; resume later)\n"
             "  --quiet         no progress lines (messages and the summary are still printed)\n"
             "  Ctrl-C saves a checkpoint and exits with 130; `resume: true` continues from out_dir/latest.h5.\n"
-            "  Run folder (out_dir): metrics.jsonl, ckpt-STEP.h5, latest.h5, the prepared dataset.\n"
+            "  Run folder (out_dir): metrics.jsonl, ckpt-STEP.h5, latest.h5, the prepared dataset\n"
+            "  (with distill.data_free: generated.tokens.h5, the text the teacher wrote).\n"
             "  exit codes: 0 ok, 1 bad recipe/input, 2 runtime failure (NaN stop, I/O), 130 interrupted\n");
 }
 
@@ -37,6 +38,7 @@ typedef struct ui {
     int quiet;
     int live;      /* a live line is on screen (needs a newline before other output) */
     double last;   /* elapsed_s of the last live update */
+    int status_live; /* a live setup-progress line is on stderr (a terminal) */
 } ui;
 
 static void fmt_time(char *b, size_t n, double s) {
@@ -54,9 +56,12 @@ static void end_live(ui *u) {
     }
 }
 
+static void end_status(ui *u);
+
 static void on_step(void *ud, const nb_train_progress *p) {
     ui *u = ud;
     if (u->quiet) return;
+    end_status(u);
     if (!u->tty && !p->logged) return;
     if (u->tty && !p->logged && p->elapsed_s - u->last < 0.1 && p->step != p->total) return;
     u->last = p->elapsed_s;
@@ -76,9 +81,33 @@ static void on_step(void *ud, const nb_train_progress *p) {
     fflush(stdout);
 }
 
+/* setup progress (teacher text generation) on stderr: one live line on a terminal, else lines */
+static void on_status(void *ud, const char *line) {
+    ui *u = ud;
+    if (u->quiet) return;
+    end_live(u);
+    fflush(stdout);
+    if (isatty(STDERR_FILENO)) {
+        fprintf(stderr, "\r%s\033[K", line);
+        u->status_live = 1;
+    } else {
+        fprintf(stderr, "%s\n", line);
+    }
+    fflush(stderr);
+}
+
+static void end_status(ui *u) {
+    if (u->status_live) {
+        fputc('\n', stderr);
+        fflush(stderr);
+        u->status_live = 0;
+    }
+}
+
 static void on_message(void *ud, int level, const char *msg) {
     ui *u = ud;
     end_live(u);
+    end_status(u);
     fflush(stdout);
     if (level) fprintf(stderr, "warning: %s\n", msg);
     else printf("%s\n", msg);
@@ -89,7 +118,7 @@ int nb_cmd_train(int argc, char **argv) {
     const char *path = NULL;
     int print_config = 0, n_over = 0;
     long long stop_at = 0;
-    ui u = {isatty(STDOUT_FILENO), 0, 0, -1.0};
+    ui u = {isatty(STDOUT_FILENO), 0, 0, -1.0, 0};
     char **over = calloc((size_t)argc + 1, sizeof *over);
     if (!over) return 2;
     for (int i = 1; i < argc; i++) {
@@ -147,6 +176,7 @@ int nb_cmd_train(int argc, char **argv) {
     o.ud = &u;
     o.on_step = on_step;
     o.on_message = on_message;
+    o.on_status = on_status;
     o.stop = &stop_flag;
     o.stop_at = stop_at;
     const char *inj = getenv("NB_TEST_INJECT_NAN"); /* tests: poison a gradient at this step */
@@ -163,6 +193,7 @@ int nb_cmd_train(int argc, char **argv) {
     signal(SIGINT, SIG_DFL);
     signal(SIGTERM, SIG_DFL);
     end_live(&u);
+    end_status(&u);
     char wall[32];
     fmt_time(wall, sizeof wall, res.wall_s);
     if (s == NB_OK) {

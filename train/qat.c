@@ -30,6 +30,11 @@ typedef struct qweight {
     int cur_bits;            /* bits the learned scales were initialised for */
     float *wq;               /* the step's fake-quant weight (rows * cols) */
     long gen;                /* cache generation wq belongs to (-1: none) */
+    /* oscillation tracking (rows * cols each, in the zero-free code domain v = code - z; NULL when
+       off): last code, direction of its last move (-1, 0, +1), oscillation frequency (EMA),
+       EMA of the code, frozen flag (1: W is held on the grid point osc_ema * scale) */
+    float *osc_prev, *osc_dir, *osc_freq, *osc_ema, *osc_frozen, *osc_n; /* osc_n (1): tracked steps */
+    int8_t *codes;           /* scratch (rows * cols) */
 } qweight;
 
 /* one quantized activation (input of a linear weight) */
@@ -58,6 +63,8 @@ struct nb_qat {
     nb_qat_array *arrays;    /* the same arrays by name (views into `state`) */
     float ***slots;          /* where each array's data pointer goes once `state` exists */
     int n_arrays;
+    int osc;                 /* oscillation tracking on (osc_track, freeze_threshold or osc_damp) */
+    nb_qat_osc_stats ostats; /* of the last nb_qat_end_step */
 };
 
 /* ---- parsing rules ---- */
@@ -229,8 +236,8 @@ nb_status nb_qat_build(const nb_recipe_quant *rq, const nb_paramset *model, floa
     q->a = nb_calloc((size_t)model->n + 1, sizeof *q->a);
     q->w_of = nb_calloc((size_t)model->n + 1, sizeof *q->w_of);
     q->a_of = nb_calloc((size_t)model->n + 1, sizeof *q->a_of);
-    q->arrays = nb_calloc((size_t)model->n * 6 + 1, sizeof *q->arrays);
-    q->slots = nb_calloc((size_t)model->n * 6 + 1, sizeof *q->slots);
+    q->arrays = nb_calloc((size_t)model->n * 12 + 1, sizeof *q->arrays);
+    q->slots = nb_calloc((size_t)model->n * 12 + 1, sizeof *q->slots);
     qs = nb_calloc((size_t)model->n * 3 + 1, sizeof *qs);
     if (!q->w || !q->a || !q->w_of || !q->a_of || !q->arrays || !q->slots || !qs) {
         st = nb_fail(NB_ENOMEM, "qat: tables for %d parameters", model->n);
@@ -247,6 +254,26 @@ nb_status nb_qat_build(const nb_recipe_quant *rq, const nb_paramset *model, floa
     }
     if (rq->lambda_end < rq->lambda_start) {
         st = nb_fail(NB_EINVAL, "quant.lambda_end (%d) is before quant.lambda_start (%d)", rq->lambda_end, rq->lambda_start);
+        goto fail;
+    }
+
+    q->osc = rq->osc_track || rq->freeze_threshold > 0 || rq->osc_damp > 0;
+    if (q->osc && !(rq->osc_momentum > 0 && rq->osc_momentum <= 1)) {
+        st = nb_fail(NB_EINVAL, "quant.osc_momentum: expected 0 < m <= 1, got %g", rq->osc_momentum);
+        goto fail;
+    }
+    if (!(rq->freeze_threshold >= 0 && rq->freeze_threshold <= 1) || !(rq->osc_damp >= 0 && isfinite(rq->osc_damp))) {
+        st = nb_fail(NB_EINVAL, "quant.freeze_threshold (%g) must be in 0..1 and quant.osc_damp (%g) >= 0",
+                     rq->freeze_threshold, rq->osc_damp);
+        goto fail;
+    }
+    if (rq->freeze_anneal_end > 0 &&
+        (!(rq->freeze_threshold_final >= 0 && rq->freeze_threshold_final <= 1) || rq->freeze_threshold <= 0 ||
+         rq->freeze_anneal_end <= rq->freeze_anneal_start)) {
+        st = nb_fail(NB_EINVAL,
+                     "quant.freeze_anneal_end (%d): annealing the freezing threshold needs freeze_threshold > 0 (got %g), "
+                     "freeze_threshold_final in 0..1 (got %g) and freeze_anneal_end > freeze_anneal_start (%d)",
+                     rq->freeze_anneal_end, rq->freeze_threshold, rq->freeze_threshold_final, rq->freeze_anneal_start);
         goto fail;
     }
 
@@ -341,6 +368,20 @@ nb_status nb_qat_build(const nb_recipe_quant *rq, const nb_paramset *model, floa
         add_array(q, p->name, "obs_lo", &w->lo, w->ns);
         add_array(q, p->name, "obs_hi", &w->hi, w->ns);
         add_array(q, p->name, "obs_n", &w->nobs, 1);
+        if (q->osc && r.spec.format == NB_QFMT_INT) {
+            int64_t n = w->rows * w->cols;
+            if (!(w->codes = nb_malloc((size_t)n))) {
+                q->nw++;
+                st = nb_fail(NB_ENOMEM, "qat: oscillation state of %s", p->name);
+                goto fail;
+            }
+            add_array(q, p->name, "osc_prev", &w->osc_prev, n);
+            add_array(q, p->name, "osc_dir", &w->osc_dir, n);
+            add_array(q, p->name, "osc_freq", &w->osc_freq, n);
+            add_array(q, p->name, "osc_ema", &w->osc_ema, n);
+            add_array(q, p->name, "osc_frozen", &w->osc_frozen, n);
+            add_array(q, p->name, "osc_n", &w->osc_n, 1);
+        }
         q->w_of[k] = q->nw++;
     }
     for (int i = 0; i < n_wr; i++) {
@@ -426,7 +467,7 @@ void nb_qat_free(nb_qat *q) {
     if (!q) return;
     for (int i = 0; q->w && i < q->nw; i++) {
         qweight *w = &q->w[i];
-        nb_free(w->scale), nb_free(w->zero), nb_free(w->wq);
+        nb_free(w->scale), nb_free(w->zero), nb_free(w->wq), nb_free(w->codes);
     }
     if (q->has_qp) nb_paramset_free(&q->qp);
     if (q->has_state) nb_paramset_free(&q->state);
@@ -609,6 +650,116 @@ nb_tensor *nb_qat_weight(nb_tape *t, nb_qat *q, int param, nb_tensor *w) {
         c.cached = qw->wq;
     }
     return nb_fakequant(t, w, &c, st, zt);
+}
+
+/* ---- weight oscillations (Nagel et al. 2022, "Overcoming Oscillations in QAT") ---- */
+
+static long osc_start(const nb_qat *q) {
+    return q->cfg.osc_start_step >= 0 ? q->cfg.osc_start_step : (long)q->cfg.start_step + q->cfg.lsq_warmup_steps;
+}
+
+/* the grid the weight is on after the optimizer step: learned scales (floored) once they learn,
+   else the observer's scales of this step's prepare_weight */
+static void grid_now(nb_qat *q, qweight *w, const float **scale, const float **zero) {
+    *scale = w->scale;
+    *zero = w->zero;
+    if (w->ps >= 0 && lsq_learning(q, q->step)) {
+        float *ls = q->qp.p[w->ps].t.data;
+        for (int64_t k = 0; k < w->ns; k++) ls[k] = fmaxf(ls[k], NB_QSCALE_MIN);
+        *scale = ls;
+        *zero = w->pz >= 0 ? q->qp.p[w->pz].t.data : NULL;
+    }
+}
+
+float nb_qat_freeze_threshold_at(const nb_qat *q, long s) {
+    const nb_recipe_quant *c = &q->cfg;
+    if (c->freeze_anneal_end <= 0 || s <= c->freeze_anneal_start) return c->freeze_threshold;
+    if (s >= c->freeze_anneal_end) return c->freeze_threshold_final;
+    double t = (double)(s - c->freeze_anneal_start) / (double)(c->freeze_anneal_end - c->freeze_anneal_start);
+    return (float)(c->freeze_threshold_final + (c->freeze_threshold - c->freeze_threshold_final) * 0.5 * (1.0 + cos(M_PI * t)));
+}
+
+static void osc_weight(nb_qat *q, qweight *w, float lr) {
+    nb_qspec s = spec_now(q, w);
+    const float *scale, *zero;
+    grid_now(q, w, &scale, &zero);
+    float *W = q->model->p[w->param].t.data;
+    nb_quant_codes_ref(&s, W, w->rows, w->cols, scale, zero, w->codes);
+    int qmin, qmax;
+    nb_qspec_range(&s, &qmin, &qmax);
+    const float m = q->cfg.osc_momentum, thr = nb_qat_freeze_threshold_at(q, q->step), damp = lr * q->cfg.osc_damp;
+    const int first = w->osc_n[0] == 0;
+    int64_t G = s.gran == NB_QGRAN_GROUP ? s.group_size : w->cols, gpr = (w->cols + G - 1) / G;
+    nb_qat_osc_stats *st = &q->ostats;
+    for (int64_t r = 0; r < w->rows; r++)
+        for (int64_t c = 0; c < w->cols; c++) {
+            int64_t i = r * w->cols + c, k = s.gran == NB_QGRAN_TENSOR ? 0 : r * gpr + c / G;
+            float z = 0.0f;
+            if (zero) {
+                z = rintf(zero[k]);
+                z = z < qmin ? (float)qmin : z > qmax ? (float)qmax : z;
+            }
+            float v = (float)w->codes[i] - z, sc = scale[k];
+            st->tracked++;
+            if (w->osc_frozen[i] != 0.0f) { /* held on its grid point (the scale may have moved) */
+                W[i] = w->osc_ema[i] * sc;
+                st->frozen++;
+                continue;
+            }
+            if (first) {
+                w->osc_prev[i] = w->osc_ema[i] = v;
+                w->osc_dir[i] = w->osc_freq[i] = 0.0f;
+                continue;
+            }
+            float o = 0.0f;
+            if (v != w->osc_prev[i]) {
+                float dir = v > w->osc_prev[i] ? 1.0f : -1.0f;
+                st->flips++;
+                if (w->osc_dir[i] != 0.0f && dir != w->osc_dir[i]) o = 1.0f, st->oscillations++;
+                w->osc_dir[i] = dir;
+                w->osc_prev[i] = v;
+            }
+            w->osc_freq[i] = m * o + (1.0f - m) * w->osc_freq[i];
+            w->osc_ema[i] = m * v + (1.0f - m) * w->osc_ema[i];
+            st->freq_sum += w->osc_freq[i];
+            if (thr > 0 && w->osc_freq[i] > thr) { /* freeze on the EMA code's grid point */
+                float vf = rintf(w->osc_ema[i]);
+                vf = vf < qmin - z ? qmin - z : vf > qmax - z ? qmax - z : vf;
+                w->osc_ema[i] = vf;
+                w->osc_frozen[i] = 1.0f;
+                W[i] = vf * sc;
+                st->frozen++, st->newly_frozen++;
+            } else if (damp > 0) { /* pull towards the grid point (decoupled, like AdamW's decay) */
+                W[i] -= damp * (W[i] - v * sc);
+            }
+        }
+    if (w->osc_n[0] < 1e9f) w->osc_n[0] += 1.0f;
+}
+
+nb_status nb_qat_end_step(nb_qat *q, float lr) {
+    if (!q) return NB_OK;
+    memset(&q->ostats, 0, sizeof q->ostats);
+    q->ostats.step = q->step;
+    if (!q->osc || !weights_on(q, q->step) || q->step < osc_start(q)) return NB_OK;
+    q->ostats.active = 1;
+    for (int i = 0; i < q->nw; i++) {
+        qweight *w = &q->w[i];
+        if (!w->osc_prev || w->nobs[0] == 0) continue; /* not an INT grid, or never quantized */
+        osc_weight(q, w, lr);
+    }
+    nb_qat_invalidate(q);
+    return NB_OK;
+}
+
+void nb_qat_osc_get(const nb_qat *q, nb_qat_osc_stats *out) {
+    memset(out, 0, sizeof *out);
+    if (q) *out = q->ostats;
+}
+
+int nb_qat_osc_frozen(const nb_qat *q, int param, int64_t i) {
+    if (!q || param < 0 || param >= q->model->n || q->w_of[param] < 0) return 0;
+    const qweight *w = &q->w[q->w_of[param]];
+    return w->osc_frozen && i >= 0 && i < w->rows * w->cols && w->osc_frozen[i] != 0.0f;
 }
 
 /* ---- activations ---- */

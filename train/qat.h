@@ -79,6 +79,38 @@ void nb_qat_invalidate(nb_qat *q);
 int nb_qat_bits_at(const nb_qat *q, int rule_bits, long step);
 float nb_qat_lambda_at(const nb_qat *q, long step);
 
+/* ---- weight oscillations (Nagel et al. 2022) ----
+   With quant.osc_track, quant.freeze_threshold > 0 or quant.osc_damp > 0, every weight on an INT
+   grid is tracked from quant.osc_start_step (-1: when learned scales start learning). After each
+   optimizer step, nb_qat_end_step computes each weight's code on the grid of that moment and,
+   in the zero-free domain v = code - z:
+     - a move of v whose direction is opposite to v's previous move is an oscillation (o = 1);
+     - freq = m o + (1 - m) freq and ema = m v + (1 - m) ema, m = quant.osc_momentum;
+     - freq > the threshold (nb_qat_freeze_threshold_at): the weight is frozen at v_f = rint(ema) (clamped to the grid):
+       W = v_f * scale now and after every later step (its gradient updates are discarded);
+     - else with osc_damp: W -= lr * osc_damp * (W - v * scale) (decoupled dampening).
+   The first tracked step only records codes. State arrays (checkpointed with nb_qat_state):
+   "<param>.osc_prev", "osc_dir", "osc_freq", "osc_ema", "osc_frozen", "osc_n". */
+typedef struct nb_qat_osc_stats {
+    long step;              /* the step the stats belong to */
+    int active;             /* tracking ran at this step */
+    int64_t tracked;        /* weights tracked */
+    int64_t flips;          /* codes that changed at this step */
+    int64_t oscillations;   /* ... against their previous move */
+    int64_t frozen;         /* frozen weights (all so far) */
+    int64_t newly_frozen;   /* frozen at this step */
+    double freq_sum;        /* sum of the (unfrozen) frequencies */
+} nb_qat_osc_stats;
+/* The freezing threshold at a step: freeze_threshold, or with freeze_anneal_end > 0 a cosine from
+   freeze_threshold (up to freeze_anneal_start) to freeze_threshold_final (from freeze_anneal_end on). */
+float nb_qat_freeze_threshold_at(const nb_qat *q, long step);
+/* Call after every optimizer step (lr: the step's base learning rate); q NULL: nothing. */
+nb_status nb_qat_end_step(nb_qat *q, float lr);
+/* The stats of the last nb_qat_end_step (zeros when q is NULL or tracking is off). */
+void nb_qat_osc_get(const nb_qat *q, nb_qat_osc_stats *out);
+/* Is element i of the (quantized) parameter `param` frozen? */
+int nb_qat_osc_frozen(const nb_qat *q, int param, int64_t i);
+
 /* ---- what export needs ---- */
 typedef struct nb_qat_winfo {
     int quantized;      /* 0: the parameter stays fp32 */

@@ -35,7 +35,7 @@ nb_status nb_qat_ckpt_recipe(nb_ckpt *c, nb_recipe *r, int *has) {
     if (!text) return NB_OK;
     /* the policy is all we want: the files a training run read may be gone or elsewhere */
     char *ovs[] = {"data.train=", "data.val=", "data.tokenizer=byte", "data.cache_dir=", "model.init=random",
-                   "distill.teacher=", "distill.enabled=false"};
+                   "distill.teacher=", "distill.enabled=false", "distill.data_free=false"};
     char name[1100];
     snprintf(name, sizeof name, "%s (stored recipe)", nb_ckpt_path(c));
     nb_status s = nb_recipe_parse(name, text, (int)(sizeof ovs / sizeof ovs[0]), ovs, r);

@@ -629,6 +629,49 @@ static nb_status validate_rule(const ctx *c, const nb_recipe *r, int list, int i
     return NB_OK;
 }
 
+/* distill.data_free: the teacher writes the training text, so data.train goes and the teacher must
+   be a trained model (not the random starting point) */
+static nb_status validate_datafree(const nb_recipe *r, const ctx *c) {
+    const nb_recipe_distill *d = &r->distill;
+    nb_recipe_loc at;
+    if (!d->data_free) return NB_OK;
+    if (!d->enabled) {
+        at = key_loc(c, r, "distill.data_free");
+        return nb_recipe_fail_at(&at, "distill.data_free: needs distill.enabled: true (the generated text is learned "
+                                      "through the distillation loss)");
+    }
+    if (r->data.train[0]) {
+        at = key_loc(c, r, "data.train");
+        return nb_recipe_fail_at(&at, "data.train: not read with distill.data_free: true (the teacher writes the "
+                                      "training text); remove it (data.train=) or set distill.data_free: false");
+    }
+    if (!d->teacher[0] && !strcmp(r->model.init, "random")) {
+        at = key_loc(c, r, "distill.data_free");
+        return nb_recipe_fail_at(&at, "distill.data_free: the teacher would be the randomly initialised starting model "
+                                      "(model.init: random); set model.init to a trained model or distill.teacher");
+    }
+    if (!strcmp(r->data.tokenizer, "char") && strncmp(r->model.init, "checkpoint:", 11)) {
+        at = key_loc(c, r, "data.tokenizer");
+        return nb_recipe_fail_at(&at, "data.tokenizer: char builds its vocabulary from data.train, which "
+                                      "distill.data_free does not read; use byte, llama2c:PATH or a checkpoint's "
+                                      "tokenizer (model.init: checkpoint:PATH)");
+    }
+    if (d->gen_temperature == 0.0f && !strcmp(d->gen_start, "bos")) {
+        at = key_loc(c, r, "distill.gen_temperature");
+        return nb_recipe_fail_at(&at, "distill.gen_temperature: 0 (greedy) with distill.gen_start: bos makes every "
+                                      "sequence the same; use a temperature > 0 or gen_start: random");
+    }
+    int len = d->gen_length ? d->gen_length : r->model.seq_len + 1;
+    int n_start = 1 + !strcmp(d->gen_start, "random");
+    if (d->gen_greedy_tokens > 0 && d->gen_greedy_tokens >= len - n_start) {
+        at = key_loc(c, r, "distill.gen_greedy_tokens");
+        return nb_recipe_fail_at(&at, "distill.gen_greedy_tokens: %d greedy tokens leave none to sample in sequences "
+                                      "of %d tokens (distill.gen_length, %d start token%s)",
+                                 d->gen_greedy_tokens, len, n_start, n_start > 1 ? "s" : "");
+    }
+    return NB_OK;
+}
+
 static nb_status validate(const nb_recipe *r, const ctx *c) {
     const nb_recipe_model *m = &r->model;
     nb_recipe_loc at;
@@ -683,6 +726,7 @@ static nb_status validate(const nb_recipe *r, const ctx *c) {
             &at, "quant.enabled: true, but quant.weights, quant.activations and quant.preset are all empty "
                  "(add a rule such as quant.weights: [{match: \"*\", bits: 4}])");
     }
+    NB_TRY(validate_datafree(r, c));
     /* files last: everything else is checked without touching the disk */
     if (r->data.train[0]) NB_TRY(check_file(c, r, "data.train", r->data.train));
     if (r->data.val[0]) NB_TRY(check_file(c, r, "data.val", r->data.val));

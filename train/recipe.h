@@ -81,6 +81,16 @@ typedef struct nb_recipe_quant {
     float scale_lr_mult;    /* learning-rate multiplier of learned scales/offsets */
     float scale_weight_decay;
     int lsq_warmup_steps;   /* learned scales frozen (observer-driven) for these steps */
+    /* weight oscillation (Nagel et al. 2022): per-weight integer-code flips tracked from
+       osc_start_step, frequency = EMA (osc_momentum) of "the code moved against its last move";
+       weights above freeze_threshold are frozen on the grid point of their EMA code */
+    int osc_track;          /* track (and report) oscillations even without freezing */
+    int osc_start_step;     /* -1 = when learned scales start learning (start_step + lsq_warmup_steps) */
+    float osc_momentum;     /* 0.01 */
+    float freeze_threshold; /* 0 = off */
+    float freeze_threshold_final; /* with freeze_anneal_end > 0: cosine from freeze_threshold to this ... */
+    int freeze_anneal_start, freeze_anneal_end; /* ... over these steps (end 0 = constant threshold) */
+    float osc_damp;         /* decoupled dampening W -= lr * osc_damp * (W - Q(W)); 0 = off */
     int quantize_embeddings; /* opt-in for the token embedding */
     int quantize_classifier; /* opt-in for an untied classifier */
     int n_weight_rules;
@@ -94,7 +104,13 @@ typedef struct nb_recipe_distill {
     char teacher[1024];     /* "" = frozen copy of the starting model, else a checkpoint path */
     float alpha;            /* loss = alpha CE + (1 - alpha) T^2 KL(teacher || student) */
     float temperature;
-    int data_free;          /* teacher generates the training text itself */
+    int data_free;          /* teacher generates the training text itself (LLM-QAT); needs enabled */
+    int gen_sequences;      /* data_free: sequences N the teacher writes */
+    int gen_length;         /* data_free: tokens per sequence; 0 = training window + 1 */
+    float gen_temperature;  /* data_free: sampling temperature (0 = greedy) */
+    float gen_top_p;        /* data_free: nucleus sampling when < 1 */
+    int gen_greedy_tokens;  /* data_free: K tokens after the start taken top-1, then sampled */
+    char gen_start[16];     /* data_free: "bos" | "random" (BOS + a uniformly random token) */
 } nb_recipe_distill;
 
 typedef struct nb_recipe {

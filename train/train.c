@@ -17,6 +17,7 @@
 #include "../data/dataset.h"
 #include "../ops/ops.h"
 #include "checkpoint.h"
+#include "datafree.h"
 #include "evaluate.h"
 #include "import_llama2c.h"
 #include "optim.h"
@@ -151,6 +152,9 @@ static nb_status load_data(trainer *tr, const nb_tokenizer *tok) {
     const nb_recipe *r = tr->r;
     const char *train = r->data.train, *val = r->data.val;
     char ds[2048];
+    if (!train[0])
+        return nb_fail(NB_EINVAL, "data.train: no training text given (set data.train, or distill.enabled and "
+                                  "distill.data_free to train on text the teacher writes)");
     if (ends_with(train, ".h5")) {
         snprintf(ds, sizeof ds, "%s", train);
     } else {
@@ -303,9 +307,6 @@ static void qat_begin_step(trainer *tr) {
 static nb_status distill_setup(trainer *tr) {
     const nb_recipe_distill *d = &tr->r->distill;
     if (!d->enabled) return NB_OK;
-    if (d->data_free)
-        return nb_fail(NB_EUNSUPPORTED, "distill.data_free: teacher-generated training text is not implemented; "
-                                        "set distill.data_free=false");
     nb_model *t = &tr->teacher;
     if (d->teacher[0]) {
         NB_TRY(nb_model_load_file(d->teacher, t));
@@ -344,6 +345,76 @@ static nb_status distill_loss(trainer *tr, const nb_tensor *x, nb_tensor *logits
     nb_tensor *kl = nb_kl_div(&tr->tape, logits, tl, d->temperature);
     *loss = nb_add(&tr->tape, nb_scale(&tr->tape, *loss, d->alpha), nb_scale(&tr->tape, kl, 1.0f - d->alpha));
     return nb_tape_status(&tr->tape);
+}
+
+/* ---- distill.data_free: the teacher writes the training text (train/datafree.h) ---- */
+
+/* Tokenizer (the checkpoint's, else data.tokenizer) and the validation split (data.val, text or
+   .h5); the train split comes from the teacher once it exists (datafree_setup). */
+static nb_status datafree_load(trainer *tr, nb_tokenizer **ckpt_tok) {
+    const nb_recipe *r = tr->r;
+    if (*ckpt_tok) {
+        tr->tok = *ckpt_tok; /* taken over */
+        *ckpt_tok = NULL;
+    } else if (!strcmp(r->data.tokenizer, "char"))
+        return nb_fail(NB_EINVAL, "data.tokenizer: char needs a corpus; with distill.data_free use byte, "
+                                  "llama2c:PATH or a checkpoint that stores its tokenizer");
+    else NB_TRY(nb_tokenizer_from_spec(r->data.tokenizer, NULL, 0, &tr->tok));
+    if (r->data.val[0]) {
+        nb_status s = nb_tokens_load(r->data.val, tr->tok, "val", &tr->val);
+        if (s != NB_OK) return nb_fail_prefix(s, "data.val");
+        say(tr, 0, "data: validation %s (%lld tokens)", r->data.val, (long long)tr->val.n);
+    }
+    if (tr->val.n < 2) say(tr, 1, "data: no validation text (data.val); val_loss will not be reported");
+    return NB_OK;
+}
+
+static void datafree_progress(void *ud, int64_t done, int64_t total, double tps, double eta) {
+    trainer *tr = ud;
+    if (!tr->o->on_status) return;
+    char line[256];
+    snprintf(line, sizeof line, "generating: %lld/%lld sequences | %.0f tok/s | ETA %.0fs", (long long)done,
+             (long long)total, tps, eta);
+    tr->o->on_status(tr->o->ud, line);
+}
+
+/* The generated set in out_dir (reused when its settings and teacher match) becomes tr->train. */
+static nb_status datafree_setup(trainer *tr) {
+    const nb_recipe *r = tr->r;
+    const nb_recipe_distill *d = &r->distill;
+    if (!d->data_free) return NB_OK;
+    if (!tr->have_teacher) return nb_fail(NB_EINVAL, "distill.data_free: needs distill.enabled: true (a teacher)");
+    nb_datafree_opts o;
+    memset(&o, 0, sizeof o);
+    o.n_seq = d->gen_sequences;
+    o.len = d->gen_length ? d->gen_length : tr->T + 1;
+    if (o.len > tr->teacher.cfg.seq_len) {
+        if (d->gen_length)
+            return nb_fail(NB_EINVAL, "distill.gen_length: %d is longer than the teacher's seq_len %d", d->gen_length,
+                           tr->teacher.cfg.seq_len);
+        o.len = tr->teacher.cfg.seq_len;
+    }
+    if ((int64_t)o.n_seq * o.len < tr->T + 1)
+        return nb_fail(NB_EINVAL, "distill.gen_sequences x gen_length = %d x %d tokens, fewer than a training window "
+                       "(%d + 1)", o.n_seq, o.len, tr->T);
+    o.temperature = d->gen_temperature;
+    o.top_p = d->gen_top_p;
+    o.greedy = d->gen_greedy_tokens;
+    o.random_start = !strcmp(d->gen_start, "random");
+    o.seed = r->seed;
+    o.stop = tr->o->stop;
+    o.ud = tr;
+    o.on_progress = datafree_progress;
+    char path[2048];
+    snprintf(path, sizeof path, "%s/%s", r->out_dir, NB_DATAFREE_FILE);
+    say(tr, 0, "data: distill.data_free: %d sequences x %d tokens from the teacher -> %s", o.n_seq, o.len, path);
+    double t = now_s();
+    int reused = 0;
+    nb_status s = nb_datafree_prepare(path, &tr->teacher, tr->tok, &o, &tr->train, &reused);
+    if (s != NB_OK) return s == NB_EINTR ? s : nb_fail_prefix(s, "distill.data_free");
+    if (reused) say(tr, 0, "data: reusing %s (same settings and teacher)", path);
+    else say(tr, 0, "data: generated %lld tokens in %.1f s", (long long)tr->train.n, now_s() - t);
+    return NB_OK;
 }
 
 /* ---- metrics.jsonl ---- */
@@ -612,6 +683,7 @@ static nb_status train_step(trainer *tr, float lr, float *loss_out, double *norm
     float gs = nb_optim_clip_scale(norm, r->optim.grad_clip) / (float)tr->accum;
     nb_optim_step(&tr->opt, lr, gs);
     nb_optim_zero_grad(&tr->opt);
+    NB_TRY(nb_qat_end_step(tr->qat, lr)); /* oscillation tracking / freezing / dampening */
     *loss_out = (float)(loss_sum / tr->accum);
     *norm_out = norm;
     return NB_OK;
@@ -645,13 +717,14 @@ static nb_status setup(trainer *tr) {
         say(tr, 0, "model: training windows of %d tokens (the model's seq_len)", tr->model.cfg.seq_len);
         tr->T = tr->model.cfg.seq_len;
     }
-    nb_status s = load_data(tr, ckpt_tok);
+    nb_status s = r->distill.data_free ? datafree_load(tr, &ckpt_tok) : load_data(tr, ckpt_tok);
     nb_tokenizer_free(ckpt_tok);
     NB_TRY(s);
     NB_TRY(finish_model(tr));
     tr->res->n_params = nb_model_numel(&tr->model);
     NB_TRY(qat_setup(tr));
     NB_TRY(distill_setup(tr));
+    NB_TRY(datafree_setup(tr));
 
     nb_optim_kind kind;
     NB_TRY(nb_optim_kind_parse(r->optim.name, &kind));
@@ -752,6 +825,15 @@ static void progress(trainer *tr, float loss, float val, float lr, double norm, 
         json_num(f, "grad_norm", norm);
         json_num(f, "elapsed_s", p.elapsed_s);
         if (!isnan(val)) json_num(f, "val_loss", val);
+        nb_qat_osc_stats os;
+        nb_qat_osc_get(tr->qat, &os);
+        if (os.active && os.tracked > 0) { /* weight oscillations at this step (fractions of the tracked) */
+            double n = (double)os.tracked;
+            json_num(f, "osc_flip_frac", os.flips / n);
+            json_num(f, "osc_frac", os.oscillations / n);
+            json_num(f, "osc_freq_mean", os.freq_sum / n);
+            json_num(f, "osc_frozen_frac", os.frozen / n);
+        }
         fputs("}\n", f);
         fflush(f);
     }

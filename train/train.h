@@ -36,6 +36,9 @@ typedef struct nb_train_opts {
     void (*on_step)(void *ud, const nb_train_progress *p);
     /* one-line messages: level 0 info ("preparing data ..."), 1 warning (NaN skip, divergence) */
     void (*on_message)(void *ud, int level, const char *msg);
+    /* transient progress lines of long setup work (distill.data_free: sequences generated, tokens/s,
+       ETA), at most every 0.5 s; the CLI shows them on stderr (may be NULL) */
+    void (*on_status)(void *ud, const char *line);
     /* polled before each step: when non-zero, save a checkpoint and return NB_EINTR */
     volatile sig_atomic_t *stop;
     /* stop (checkpoint, NB_OK) once this many steps are done, without changing the schedule;
