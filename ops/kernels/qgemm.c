@@ -48,7 +48,8 @@ void nb_qgemm_pack_w_ref(const float *W, int64_t N, int64_t K, int64_t G, const 
                 int nan = 0;
                 for (int64_t k = 0; k < G; k++) {
                     nan |= isnan(w[k]);
-                    float v = isnan(w[k]) ? (float)qmin : rintf(w[k] * inv);
+                    float v = rintf(w[k] * inv);
+                    if (v != v) v = (float)qmin; /* NaN (or inf * 0): qmin, as the SIMD clamp gives */
                     v = v < (float)qmin ? (float)qmin : v > (float)qmax ? (float)qmax : v;
                     int q = (int)v;
                     codes[(k >> 2) * 128 + j * 4 + (k & 3)] = (int8_t)q;
@@ -66,7 +67,8 @@ void nb_qgemm_pack_x_ref(const float *X, int64_t M, int64_t K, float *xs, uint8_
         int nan = 0;
         for (int64_t k = 0; k < K; k++) {
             nan |= isnan(X[m * K + k]);
-            float v = isnan(X[m * K + k]) ? -128.0f : rintf(X[m * K + k] * inv);
+            float v = rintf(X[m * K + k] * inv);
+            if (v != v) v = -128.0f; /* NaN (or inf * 0): -128, as the SIMD clamp gives */
             v = v < -128.0f ? -128.0f : v > 127.0f ? 127.0f : v;
             dst[m * K + k] = (uint8_t)((int)v + 128);
         }
