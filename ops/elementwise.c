@@ -97,6 +97,14 @@ static void reduce_into(const bgeom *g, float *dX, int x_is_a, const float *dY, 
     }
 }
 
+/* da += dy, db += cb dy in one pass (three distinct buffers) */
+static void add_both(float *restrict da, float *restrict db, const float *restrict dy, float cb, int64_t n) {
+    for (int64_t i = 0; i < n; i++) {
+        da[i] += dy[i];
+        db[i] += cb * dy[i];
+    }
+}
+
 static void binary_backward(nb_node *n) {
     bgeom g;
     bgeom_make(n->in[0], n->in[1], &g);
@@ -116,12 +124,11 @@ static void binary_backward(nb_node *n) {
                     for (int64_t i = lo; i < hi; i++) dA[i] += 1.0f * dY[i] * B[i];
                 if (dB)
                     for (int64_t i = lo; i < hi; i++) dB[i] += 1.0f * dY[i] * A[i];
+            } else if (dA && dB && dA != dB && dA != dY && dB != dY) {
+                add_both(dA + lo, dB + lo, dY + lo, cb, hi - lo);
             } else if (dA && dB) {
-                for (int64_t i = lo; i < hi; i++) {
-                    float d = dY[i];
-                    dA[i] += d;
-                    dB[i] += cb * d;
-                }
+                for (int64_t i = lo; i < hi; i++) dA[i] += dY[i];
+                for (int64_t i = lo; i < hi; i++) dB[i] += cb * dY[i];
             } else if (dA) {
                 for (int64_t i = lo; i < hi; i++) dA[i] += dY[i];
             } else if (dB) {
