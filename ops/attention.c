@@ -4,7 +4,6 @@
 #include "ops.h"
 
 #include <math.h>
-#include <string.h>
 
 #include "../autograd/gradcheck.h"
 #include "kernels/attn.h"
@@ -26,9 +25,10 @@
    (tiny models: H = 8), P^T V and dS^T K are computed transposed ((H, TQ), vectorised over
    queries) and transposed back. Every kernel gives the same bits at every SIMD level.
    From H = KEEP_H on, the forward writes its normalised P strips into a tape buffer (B nh strips
-   of TQ x sum of the blocks' key counts: about T^2/2 floats per head, half a dense T x T matrix;
-   only while that is at most 4 T H, four times q) and the backward reads them instead of recomputing S = K Qs^T and exp: one product in seven
-   less, worth more than the memory traffic once a product costs 2 H >= 64 flops per element. */
+   of TQ x the sum of the blocks' key counts: about T^2/2 floats per head, half a dense T x T;
+   only while that is at most 4 T H floats, four times q) and the backward reads them instead of
+   recomputing S = K Qs^T and its exp: one product in seven less, worth more than the memory
+   traffic once a product costs 2 H >= 64 flops per element (measured: a loss at H = 8). */
 #define TQ NB_ATTN_TQ
 #define KEEP_H 32
 
@@ -48,56 +48,11 @@ static void geom(const nb_node *n, att_geom *g) {
     g->scale = 1.0f / sqrtf((float)g->H);
 }
 
-/* per-thread scratch: S, dP (T, TQ); Xt, Yt, Zt (H, TQ); 4 vectors of TQ */
-static int64_t scratch_floats(const att_geom *g) { return 2 * g->T * TQ + 3 * g->H * TQ + 4 * TQ + 64; }
-
-/* floats of one head's kept strips, and where block t0's strip starts */
-static int64_t kept_floats(int64_t T) { return TQ * (T / TQ) * (T / TQ + 1) / 2 * TQ + (T % TQ ? T * TQ : 0); }
-static int64_t kept_at(int64_t t0) { return TQ * TQ * (t0 / TQ) * (t0 / TQ + 1) / 2; }
-
-/* the product widths below one vector use the transposed forms */
-static int small_h(const nb_attn_kernels *kk, int64_t H) { return H < kk->lanes; }
-
-/* The causal diagonal: in the block's key rows past t0 + HQ only the second half of the queries
-   is live, so the products below split there rather than multiply masked zeros. */
-#define HQ (TQ / 2)
-
-/* S (nk, TQ) = X Yt (X rows of keys, Yt (H, TQ)); the dead corner (keys >= t0 + HQ, queries < HQ)
-   is set to 0 */
-static void scores(const nb_attn_kernels *kk, float *S, const float *X, int64_t ldx, const float *Yt, int64_t H,
-                   int64_t t0, int64_t nk) {
-    int64_t r = t0 + HQ < nk ? t0 + HQ : nk;
-    kk->mm(0, r, TQ, H, X, ldx, Yt, TQ, S, TQ, 0);
-    if (nk > r) {
-        kk->mm(0, nk - r, HQ, H, X + r * ldx, ldx, Yt + HQ, TQ, S + r * TQ + HQ, TQ, 0);
-        for (int64_t j = r; j < nk; j++)
-            for (int64_t i = 0; i < HQ; i++) S[j * TQ + i] = 0.0f;
-    }
-}
-
-/* C (m, N) (+)= P^T Y over the keys (P a strip, Y rows of keys): queries < HQ stop at key t0 + HQ */
-static void over_keys(const nb_attn_kernels *kk, const float *P, const float *Y, int64_t ldy, float *C, int64_t ldc,
-                      int64_t N, int64_t t0, int64_t m, int acc) {
-    int64_t h = m < HQ ? m : HQ;
-    kk->mm(1, h, N, t0 + h, P, TQ, Y, ldy, C, ldc, acc);
-    if (m > HQ) kk->mm(1, m - HQ, N, t0 + m, P + HQ, TQ, Y, ldy, C + HQ * ldc, ldc, acc);
-}
-
-/* the same product transposed, Ct (N, TQ) = Y^T P (columns past m undefined) */
-static void over_keys_t(const nb_attn_kernels *kk, const float *Y, int64_t ldy, const float *P, float *Ct, int64_t N,
-                        int64_t t0, int64_t m) {
-    int64_t h = m < HQ ? m : HQ;
-    kk->mm(1, N, HQ, t0 + h, Y, ldy, P, TQ, Ct, TQ, 0);
-    if (m > HQ) kk->mm(1, N, HQ, t0 + m, Y, ldy, P + HQ, TQ, Ct + HQ, TQ, 0);
-}
-
-/* C (nk, N) += A Y over the block's m queries (A a strip, Y rows of queries): keys from
-   t0 + HQ on start at query HQ */
-static void over_queries(const nb_attn_kernels *kk, const float *A, const float *Y, int64_t ldy, float *C,
-                         int64_t ldc, int64_t N, int64_t t0, int64_t m) {
-    int64_t r = t0 + (m < HQ ? m : HQ);
-    kk->mm(0, r, N, m, A, TQ, Y, ldy, C, ldc, 1);
-    if (m > HQ) kk->mm(0, m - HQ, N, m - HQ, A + r * TQ + HQ, TQ, Y + HQ * ldy, ldy, C + r * ldc, ldc, 1);
+/* per-thread scratch: the forward's (nb_attn_forward_rows); the backward's S, dP (T, TQ),
+   Qt, dOt, Zt (H, TQ) and one vector of TQ */
+static int64_t scratch_floats(const att_geom *g) {
+    int64_t f = nb_attn_scratch_floats(g->T, g->H), bw = 2 * g->T * TQ + 3 * g->H * TQ + TQ + 64;
+    return f > bw ? f : bw;
 }
 
 static void attention_forward(nb_node *n) {
@@ -105,37 +60,14 @@ static void attention_forward(nb_node *n) {
     geom(n, &g);
     const float *Q = n->in[0]->data, *K = n->in[1]->data, *V = n->in[2]->data;
     float *O = n->out->data, *lse = n->p[0], *scr = n->p[1], *kept = n->p[2];
-    int64_t per = scratch_floats(&g), tasks = g.B * g.NH, T = g.T, H = g.H, kf = kept_floats(g.T);
-    int64_t ldkv = g.NKV * H, ldq = g.NH * H;
+    int64_t per = scratch_floats(&g), tasks = g.B * g.NH, T = g.T, H = g.H, kf = nb_attn_kept_floats(g.T);
     const nb_attn_kernels *kk = nb_attn();
-    int sh = small_h(kk, H);
 #pragma omp parallel for schedule(static) if (tasks > 1 && g.B * g.NH * T * T * H > NB_OMP_MIN)
     for (int64_t task = 0; task < tasks; task++) {
-        int64_t b = task / g.NH, h = task % g.NH, kv = h / g.rep;
-        float *S = scr + omp_tid() * per, *Qt = S + 2 * T * TQ, *Ot = Qt + H * TQ;
-        float *mx = Ot + 2 * H * TQ, *l = mx + TQ;
-        const float *Kb = K + (b * T * g.NKV + kv) * H, *Vb = V + (b * T * g.NKV + kv) * H;
-        float *lh = lse + (b * g.NH + h) * T;
-        for (int64_t t0 = 0; t0 < T; t0 += TQ) {
-            int64_t m = T - t0 < TQ ? T - t0 : TQ, nk = t0 + m;
-            float *Ob = O + ((b * T + t0) * g.NH + h) * H;
-            if (kept) S = kept + task * kf + kept_at(t0);
-            kk->load_t(Qt, Q + ((b * T + t0) * g.NH + h) * H, ldq, H, m, g.scale);
-            scores(kk, S, Kb, ldkv, Qt, H, t0, nk); /* S = K Qs^T */
-            kk->softmax(S, nk, t0, mx, l, kept != NULL);
-            for (int64_t i = 0; i < m; i++) lh[t0 + i] = mx[i] + logf(l[i]), l[i] = 1.0f / l[i];
-            if (kept) { /* O = P^T V, P normalised */
-                over_keys(kk, S, Vb, ldkv, Ob, ldq, H, t0, m, 0);
-            } else if (sh) { /* Ot = V^T P, then O = Ot^T / l */
-                over_keys_t(kk, Vb, ldkv, S, Ot, H, t0, m);
-                for (int64_t i = 0; i < m; i++)
-                    for (int64_t d = 0; d < H; d++) Ob[i * ldq + d] = Ot[d * TQ + i] * l[i];
-            } else { /* O = P^T V, then / l */
-                over_keys(kk, S, Vb, ldkv, Ob, ldq, H, t0, m, 0);
-                for (int64_t i = 0; i < m; i++)
-                    for (int64_t d = 0; d < H; d++) Ob[i * ldq + d] *= l[i];
-            }
-        }
+        int64_t b = task / g.NH, h = task % g.NH, kv = h / g.rep, okv = (b * T * g.NKV + kv) * H;
+        int64_t oq = (b * T * g.NH + h) * H;
+        nb_attn_forward_rows(kk, Q + oq, g.NH * H, K + okv, V + okv, g.NKV * H, O + oq, g.NH * H, 0, T, H,
+                             lse + task * T, kept ? kept + task * kf : NULL, scr + omp_tid() * per);
     }
 }
 
@@ -145,7 +77,7 @@ static void attention_backward(nb_node *n) {
     nb_tensor *q = n->in[0], *k = n->in[1], *v = n->in[2];
     const float *Q = q->data, *K = k->data, *V = v->data, *dO = n->out->grad;
     const float *lse = n->p[0], *kept = n->p[2];
-    int64_t T = g.T, H = g.H, per = scratch_floats(&g), tasks = g.B * g.NKV, kf = kept_floats(g.T);
+    int64_t T = g.T, H = g.H, per = scratch_floats(&g), tasks = g.B * g.NKV, kf = nb_attn_kept_floats(g.T);
     int64_t ldkv = g.NKV * H, ldq = g.NH * H;
     /* scratch sized for the thread count now (it may differ from the forward's) */
     float *scr = nb_tape_alloc(n->tape, (size_t)(omp_threads() * per) * sizeof(float));
@@ -153,7 +85,7 @@ static void attention_backward(nb_node *n) {
     float *dQ = q->requires_grad ? q->grad : NULL, *dK = k->requires_grad ? k->grad : NULL;
     float *dV = v->requires_grad ? v->grad : NULL;
     const nb_attn_kernels *kk = nb_attn();
-    int sh = small_h(kk, H);
+    int sh = H < kk->lanes; /* dS^T K transposed, as the forward's P^T V */
 #pragma omp parallel for schedule(static) if (tasks > 1 && g.B * g.NH * T * T * H > NB_OMP_MIN / 4)
     for (int64_t task = 0; task < tasks; task++) {
         int64_t b = task / g.NKV, kv = task % g.NKV;
@@ -165,25 +97,25 @@ static void attention_backward(nb_node *n) {
             for (int64_t t0 = 0; t0 < T; t0 += TQ) {
                 int64_t m = T - t0 < TQ ? T - t0 : TQ, nk = t0 + m, oq = ((b * T + t0) * g.NH + h) * H;
                 if (kept) { /* P as the forward left it */
-                    P = (float *)kept + (b * g.NH + h) * kf + kept_at(t0);
+                    P = (float *)kept + (b * g.NH + h) * kf + nb_attn_kept_at(t0);
                 } else { /* S, then P from the saved lse */
                     kk->load_t(Qt, Q + oq, ldq, H, m, g.scale);
                     for (int64_t i = 0; i < TQ; i++) ls[i] = i < m ? lh[t0 + i] : 0.0f;
-                    scores(kk, P, K + okv, ldkv, Qt, H, t0, nk);
+                    nb_attn_scores(kk, P, K + okv, ldkv, Qt, H, t0, nk);
                     kk->probs(P, nk, t0, ls);
                 }
                 kk->load_t(dOt, dO + oq, ldq, H, m, 1.0f);
-                scores(kk, dP, V + okv, ldkv, dOt, H, t0, nk); /* dP = V dO^T */
+                nb_attn_scores(kk, dP, V + okv, ldkv, dOt, H, t0, nk); /* dP = V dO^T */
                 kk->dscores(dP, P, nk, g.scale);                 /* dS (scaled) */
                 if (dQ && sh) {
-                    over_keys_t(kk, K + okv, ldkv, dP, Zt, H, t0, m);
+                    nb_attn_over_keys_t(kk, K + okv, ldkv, dP, Zt, H, t0, m);
                     for (int64_t i = 0; i < m; i++)
                         for (int64_t d = 0; d < H; d++) dQ[oq + i * ldq + d] += Zt[d * TQ + i];
                 } else if (dQ) {
-                    over_keys(kk, dP, K + okv, ldkv, dQ + oq, ldq, H, t0, m, 1);
+                    nb_attn_over_keys(kk, dP, K + okv, ldkv, dQ + oq, ldq, H, t0, m, 1);
                 }
-                if (dK) over_queries(kk, dP, Q + oq, ldq, dK + okv, ldkv, H, t0, m);
-                if (dV) over_queries(kk, P, dO + oq, ldq, dV + okv, ldkv, H, t0, m);
+                if (dK) nb_attn_over_queries(kk, dP, Q + oq, ldq, dK + okv, ldkv, H, t0, m);
+                if (dV) nb_attn_over_queries(kk, P, dO + oq, ldq, dV + okv, ldkv, H, t0, m);
             }
         }
     }
@@ -212,8 +144,8 @@ nb_tensor *nb_attention(nb_tape *t, nb_tensor *q, nb_tensor *k, nb_tensor *v) {
     n->p[1] = scr;
     /* only a step that will run backward keeps P, and only while the strips stay within a few
        times the size of q (they grow as T^2: long sequences recompute instead) */
-    if (g.H >= KEEP_H && y->requires_grad && kept_floats(g.T) <= 4 * g.T * g.H) {
-        n->p[2] = nb_tape_alloc(t, (size_t)(g.B * g.NH * kept_floats(g.T)) * sizeof(float));
+    if (g.H >= KEEP_H && y->requires_grad && nb_attn_kept_floats(g.T) <= 4 * g.T * g.H) {
+        n->p[2] = nb_tape_alloc(t, (size_t)(g.B * g.NH * nb_attn_kept_floats(g.T)) * sizeof(float));
         if (!n->p[2]) return NULL;
     }
     attention_forward(n);

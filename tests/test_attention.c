@@ -129,17 +129,26 @@ START_TEST(test_strips_exact) {
             float *s0 = malloc(n * sizeof(float)), *g0 = malloc(n * sizeof(float));
             memcpy(s0, S0, n * sizeof(float));
             memcpy(g0, G0, n * sizeof(float));
-            nb_attn_ref.softmax(S0 + 1, nk, t0, v0[0], v0[1], a % 2);
+            nb_attn_ref.softmax(S0 + 1, nk, t0, v0[0], v0[1]);
             for (int i = 0; i < TQ; i++) /* masked entries are exact zeros; each column sums to l */
                 for (int64_t j = 0; j < nk; j++)
                     if (j > t0 + i) ck_assert(S0[1 + j * TQ + i] == 0.0f);
             for (int t = 0; t < nt; t++) {
                 memcpy(S1, s0, n * sizeof(float));
-                ks[t]->softmax(S1 + 1, nk, t0, v1[0], v1[1], a % 2);
+                ks[t]->softmax(S1 + 1, nk, t0, v1[0], v1[1]);
                 same_bits(S1, S0, (long)n, "softmax strip");
                 same_bits(v1[0], v0[0], TQ, "softmax max");
                 same_bits(v1[1], v0[1], TQ, "softmax sum");
             }
+            float *c0 = malloc(n * sizeof(float)); /* colscale of the softmax output */
+            memcpy(c0, S0, n * sizeof(float));
+            nb_attn_ref.colscale(c0 + 1, nk, v0[2]);
+            for (int t = 0; t < nt; t++) {
+                memcpy(S1, S0, n * sizeof(float));
+                ks[t]->colscale(S1 + 1, nk, v0[2]);
+                same_bits(S1, c0, (long)n, "colscale strip");
+            }
+            free(c0);
             memcpy(S0, s0, n * sizeof(float));
             nb_attn_ref.probs(S0 + 1, nk, t0, v0[2]);
             memcpy(G1, g0, n * sizeof(float));
@@ -244,10 +253,67 @@ START_TEST(test_op_same_bits_everywhere) {
 }
 END_TEST
 
+/* nb_attn_forward_rows: row t's bits do not depend on how the rows are split between calls
+   (one call, one row per call as in decode, chunks of 5 from an offset as in a prefill), match
+   nb_attention's forward, and are the same at every SIMD level */
+START_TEST(test_forward_rows_any_split) {
+    static const int64_t shapes[][4] = {{40, 2, 1, 8}, {70, 3, 3, 48}, {33, 2, 2, 64}, {9, 1, 1, 5}}; /* T, nh, nkv, H */
+    nb_simd_level top = nb_simd_detect();
+    for (int s = 0; s < 4; s++) {
+        int64_t T = shapes[s][0], NH = shapes[s][1], NKV = shapes[s][2], H = shapes[s][3];
+        env e;
+        env_init(&e);
+        nb_tensor *q = nb_tensor_new(&e.a, NB_F32, 4, (int64_t[]){1, T, NH, H});
+        nb_tensor *k = nb_tensor_new(&e.a, NB_F32, 4, (int64_t[]){1, T, NKV, H});
+        nb_tensor *v = nb_tensor_new(&e.a, NB_F32, 4, (int64_t[]){1, T, NKV, H});
+        nbt_fill(q->data, (long)nb_numel(q), 31);
+        nbt_fill(k->data, (long)nb_numel(k), 32);
+        nbt_fill(v->data, (long)nb_numel(v), 33);
+        nb_simd_force(NB_SIMD_SCALAR);
+        nb_tensor *ref = nb_attention(&e.t, q, k, v); /* no grad: the plain forward */
+        ck_assert_ptr_nonnull(ref);
+        q->requires_grad = 1; /* a training forward (which may keep P) gives the same output bits */
+        nb_tensor *trained = nb_attention(&e.t, q, k, v);
+        ck_assert_ptr_nonnull(trained);
+        ck_assert(trained->requires_grad);
+        same_bits(nb_f32(trained), nb_f32(ref), (long)nb_numel(ref), "training forward vs plain forward");
+        float *o = malloc(T * NH * H * sizeof(float)), *scr = malloc(nb_attn_scratch_floats(T, H) * sizeof(float));
+        for (int l = NB_SIMD_SCALAR; l <= (int)top; l++) {
+            const nb_attn_kernels *kk = nb_attn_level((nb_simd_level)l);
+            if (!kk) continue;
+            for (int split = 0; split < 3; split++) {
+                for (int64_t h = 0; h < NH; h++) {
+                    const float *qh = nb_f32(q) + h * H, *kh = nb_f32(k) + h / (NH / NKV) * H;
+                    const float *vh = nb_f32(v) + h / (NH / NKV) * H;
+                    int64_t step = split == 0 ? T : split == 1 ? 1 : 5, first = split == 2 ? 3 : 0;
+                    if (first) /* a prefill of 3 rows, then chunks of 5 */
+                        nb_attn_forward_rows(kk, qh, NH * H, kh, vh, NKV * H, o + h * H, NH * H, 0, first, H, NULL,
+                                             NULL, scr);
+                    for (int64_t p = first; p < T; p += step) {
+                        int64_t n = T - p < step ? T - p : step;
+                        nb_attn_forward_rows(kk, qh + p * NH * H, NH * H, kh, vh, NKV * H, o + p * NH * H + h * H,
+                                             NH * H, p, n, H, NULL, NULL, scr);
+                    }
+                }
+                char what[96];
+                snprintf(what, sizeof what, "forward rows T %lld H %lld %s split %d", (long long)T, (long long)H,
+                         kk->name, split);
+                same_bits(o, nb_f32(ref), (long)(T * NH * H), what);
+            }
+        }
+        free(o);
+        free(scr);
+        env_free(&e);
+    }
+    nb_simd_force(top);
+}
+END_TEST
+
 NB_SUITE("attention") {
     tcase_add_test(tc, test_exp_twin_exact);
     tcase_add_test(tc, test_mm_twins_exact);
     tcase_add_test(tc, test_strips_exact);
     tcase_add_test(tc, test_load_t_exact);
     tcase_add_test(tc, test_op_same_bits_everywhere);
+    tcase_add_test(tc, test_forward_rows_any_split);
 }

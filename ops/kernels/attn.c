@@ -38,7 +38,7 @@ static void mm_ref(int ta, int64_t M, int64_t N, int64_t K, const float *A, int6
         }
 }
 
-static void softmax_ref(float *S, int64_t nk, int64_t t0, float *mx, float *l, int norm) {
+static void softmax_ref(float *S, int64_t nk, int64_t t0, float *mx, float *l) {
     for (int64_t i = 0; i < TQ; i++) {
         float m = -INFINITY, s = 0.0f;
         for (int64_t j = 0; j < nk && j <= t0 + i; j++) m = m > S[j * TQ + i] ? m : S[j * TQ + i];
@@ -49,9 +49,12 @@ static void softmax_ref(float *S, int64_t nk, int64_t t0, float *mx, float *l, i
         }
         mx[i] = m;
         l[i] = s;
-        if (norm)
-            for (int64_t j = 0; j < nk; j++) S[j * TQ + i] *= 1.0f / s;
     }
+}
+
+static void colscale_ref(float *S, int64_t nk, const float *s) {
+    for (int64_t j = 0; j < nk; j++)
+        for (int64_t i = 0; i < TQ; i++) S[j * TQ + i] *= s[i];
 }
 
 static void probs_ref(float *S, int64_t nk, int64_t t0, const float *lse) {
@@ -79,7 +82,81 @@ static void exp_ref(float *y, const float *x, int64_t n) {
     for (int64_t i = 0; i < n; i++) y[i] = nb_attn_exp(x[i]);
 }
 
-const nb_attn_kernels nb_attn_ref = {"scalar", 1, mm_ref, softmax_ref, probs_ref, dscores_ref, load_t_ref, exp_ref};
+const nb_attn_kernels nb_attn_ref = {"scalar",    1,           mm_ref,     softmax_ref, colscale_ref,
+                                     probs_ref,   dscores_ref, load_t_ref, exp_ref};
+
+/* ---- block products and the per-head forward ---- */
+#define HQ (TQ / 2)
+
+void nb_attn_scores(const nb_attn_kernels *kk, float *S, const float *X, int64_t ldx, const float *Yt, int64_t H,
+                    int64_t t0, int64_t nk) {
+    int64_t r = t0 + HQ < nk ? t0 + HQ : nk;
+    kk->mm(0, r, TQ, H, X, ldx, Yt, TQ, S, TQ, 0);
+    if (nk > r) {
+        kk->mm(0, nk - r, HQ, H, X + r * ldx, ldx, Yt + HQ, TQ, S + r * TQ + HQ, TQ, 0);
+        for (int64_t j = r; j < nk; j++)
+            for (int64_t i = 0; i < HQ; i++) S[j * TQ + i] = 0.0f;
+    }
+}
+
+/* queries below HQ stop at key t0 + HQ (the keys past it are masked for them) */
+void nb_attn_over_keys(const nb_attn_kernels *kk, const float *P, const float *Y, int64_t ldy, float *C, int64_t ldc,
+                       int64_t N, int64_t t0, int64_t m, int acc) {
+    int64_t h = m < HQ ? m : HQ;
+    kk->mm(1, h, N, t0 + h, P, TQ, Y, ldy, C, ldc, acc);
+    if (m > HQ) kk->mm(1, m - HQ, N, t0 + m, P + HQ, TQ, Y, ldy, C + HQ * ldc, ldc, acc);
+}
+
+void nb_attn_over_keys_t(const nb_attn_kernels *kk, const float *Y, int64_t ldy, const float *P, float *Ct, int64_t N,
+                         int64_t t0, int64_t m) {
+    int64_t h = m < HQ ? m : HQ;
+    kk->mm(1, N, HQ, t0 + h, Y, ldy, P, TQ, Ct, TQ, 0);
+    if (m > HQ) kk->mm(1, N, HQ, t0 + m, Y, ldy, P + HQ, TQ, Ct + HQ, TQ, 0);
+}
+
+/* keys from t0 + HQ on start at query HQ */
+void nb_attn_over_queries(const nb_attn_kernels *kk, const float *A, const float *Y, int64_t ldy, float *C,
+                          int64_t ldc, int64_t N, int64_t t0, int64_t m) {
+    int64_t r = t0 + (m < HQ ? m : HQ);
+    kk->mm(0, r, N, m, A, TQ, Y, ldy, C, ldc, 1);
+    if (m > HQ) kk->mm(0, m - HQ, N, m - HQ, A + r * TQ + HQ, TQ, Y + HQ * ldy, ldy, C + r * ldc, ldc, 1);
+}
+
+int64_t nb_attn_scratch_floats(int64_t nk, int64_t H) { return nk * TQ + 2 * H * TQ + 2 * TQ + 64; }
+int64_t nb_attn_kept_floats(int64_t T) { return TQ * (T / TQ) * (T / TQ + 1) / 2 * TQ + (T % TQ ? T * TQ : 0); }
+int64_t nb_attn_kept_at(int64_t t0) { return TQ * TQ * (t0 / TQ) * (t0 / TQ + 1) / 2; }
+
+/* Query blocks of TQ from pos. Every product is a chain per output element, and the chains of
+   row t only add exact zeros past key t, so where the blocks start does not matter. With the head
+   dim under one vector, P^T V runs transposed ((H, TQ), vectorised over queries): the same chains. */
+void nb_attn_forward_rows(const nb_attn_kernels *kk, const float *q, int64_t ldq, const float *k, const float *v,
+                          int64_t ldkv, float *o, int64_t ldo, int64_t pos, int64_t n, int64_t H, float *lse,
+                          float *keep, float *scratch) {
+    float scale = 1.0f / sqrtf((float)H);
+    int sh = H < kk->lanes;
+    float *Qt = scratch + (pos + n) * TQ, *Ot = Qt + H * TQ, *mx = Ot + H * TQ, *il = mx + TQ;
+    for (int64_t b0 = 0; b0 < n; b0 += TQ) {
+        int64_t m = n - b0 < TQ ? n - b0 : TQ, t0 = pos + b0, nk = t0 + m;
+        float *S = keep ? keep + nb_attn_kept_at(t0) : scratch, *ob = o + b0 * ldo;
+        kk->load_t(Qt, q + b0 * ldq, ldq, H, m, scale);
+        nb_attn_scores(kk, S, k, ldkv, Qt, H, t0, nk); /* S = K Qs^T */
+        kk->softmax(S, nk, t0, mx, il);
+        for (int64_t i = 0; i < TQ; i++) {
+            if (i < m && lse) lse[b0 + i] = mx[i] + logf(il[i]);
+            il[i] = i < m ? 1.0f / il[i] : 0.0f;
+        }
+        if (sh) { /* Ot = V^T P, O = Ot^T / l */
+            nb_attn_over_keys_t(kk, v, ldkv, S, Ot, H, t0, m);
+            for (int64_t i = 0; i < m; i++)
+                for (int64_t d = 0; d < H; d++) ob[i * ldo + d] = Ot[d * TQ + i] * il[i];
+        } else { /* O = P^T V / l */
+            nb_attn_over_keys(kk, S, v, ldkv, ob, ldo, H, t0, m, 0);
+            for (int64_t i = 0; i < m; i++)
+                for (int64_t d = 0; d < H; d++) ob[i * ldo + d] *= il[i];
+        }
+        if (keep) kk->colscale(S, nk, il); /* the probabilities, for the backward */
+    }
+}
 
 static const nb_attn_kernels *table(nb_simd_level l) {
 #if NB_HAVE_AVX512

@@ -24,9 +24,10 @@ typedef struct nb_attn_kernels {
     void (*mm)(int ta, int64_t M, int64_t N, int64_t K, const float *A, int64_t lda, const float *B, int64_t ldb,
                float *C, int64_t ldc, int acc);
     /* forward softmax of a strip S (nk, TQ) in place: mx[i] = max over unmasked j of S[j][i],
-       S[j][i] = exp(S[j][i] - mx[i]) (0 where masked), l[i] = sum_j S[j][i] (in j order); with
-       norm, S[j][i] is then multiplied by 1 / l[i] (the probabilities) */
-    void (*softmax)(float *S, int64_t nk, int64_t t0, float *mx, float *l, int norm);
+       S[j][i] = exp(S[j][i] - mx[i]) (0 where masked), l[i] = sum_j S[j][i] (in j order) */
+    void (*softmax)(float *S, int64_t nk, int64_t t0, float *mx, float *l);
+    /* S[j][i] *= s[i] for j < nk, i < TQ (normalising a strip) */
+    void (*colscale)(float *S, int64_t nk, const float *s);
     /* backward probabilities from the saved log-sum-exp: S[j][i] = exp(S[j][i] - lse[i]), 0 where masked */
     void (*probs)(float *S, int64_t nk, int64_t t0, const float *lse);
     /* score gradients in place: D[i] = sum_j fma(P[j][i], dP[j][i]) (in j order),
@@ -51,6 +52,42 @@ extern const nb_attn_kernels nb_attn_avx2;
 #if NB_HAVE_AVX512
 extern const nb_attn_kernels nb_attn_avx512;
 #endif
+
+/* ---- block products and the per-head forward (attn.c), shared by nb_attention and the runtime ----
+   A query block is queries t0..t0+m-1 (m <= TQ) against keys 0..nk-1, nk = t0 + m. Key rows past
+   t0 + TQ/2 only meet the block's second half of queries: the products split there. */
+
+/* S (nk, TQ) = X Yt with X rows of keys (stride ldx) and Yt (H, TQ); the dead corner (keys from
+   t0 + TQ/2, queries below TQ/2) is set to 0 */
+void nb_attn_scores(const nb_attn_kernels *kk, float *S, const float *X, int64_t ldx, const float *Yt, int64_t H,
+                    int64_t t0, int64_t nk);
+/* C (m, N) (+)= P^T Y over the keys (P a strip, Y rows of keys, stride ldy) */
+void nb_attn_over_keys(const nb_attn_kernels *kk, const float *P, const float *Y, int64_t ldy, float *C, int64_t ldc,
+                       int64_t N, int64_t t0, int64_t m, int acc);
+/* the same transposed: Ct (N, TQ) = Y^T P (columns past m undefined) */
+void nb_attn_over_keys_t(const nb_attn_kernels *kk, const float *Y, int64_t ldy, const float *P, float *Ct, int64_t N,
+                         int64_t t0, int64_t m);
+/* C (nk, N) += A Y over the block's m queries (A a strip, Y rows of queries, stride ldy) */
+void nb_attn_over_queries(const nb_attn_kernels *kk, const float *A, const float *Y, int64_t ldy, float *C,
+                          int64_t ldc, int64_t N, int64_t t0, int64_t m);
+
+/* Causal attention forward of one head: n query rows at absolute positions pos..pos+n-1 (q rows,
+   stride ldq) against keys 0..pos+n-1 (k and v rows of the kv head, stride ldkv); o rows stride
+   ldo. Row t is, with s_j = the fma chain over d of k_j[d] (q[d] (1 / sqrt(H))) for j <= t:
+     mx = max_j s_j,  e_j = nb_attn_exp(s_j - mx),  l = sum_j e_j (fp32, j order, from 0),
+     o[d] = (the fma chain over j of e_j v_j[d], from 0) * (1 / l),  lse[t - pos] = mx + logf(l)
+   so its bits depend only on q row t and keys / values 0..t (given finite values), never on how
+   rows are split between calls (prefill vs one-row decode) nor on the SIMD level. This is
+   nb_attention's forward per (batch, head). lse may be NULL. keep (pos == 0 only): where to
+   write the normalised probability strips for nb_attention's backward (nb_attn_kept_at), or
+   NULL. scratch: nb_attn_scratch_floats(pos + n, H) floats, not shared between threads. */
+void nb_attn_forward_rows(const nb_attn_kernels *kk, const float *q, int64_t ldq, const float *k, const float *v,
+                          int64_t ldkv, float *o, int64_t ldo, int64_t pos, int64_t n, int64_t H, float *lse,
+                          float *keep, float *scratch);
+int64_t nb_attn_scratch_floats(int64_t nk, int64_t H);
+/* floats of one head's kept strips for T queries, and where block t0's strip starts */
+int64_t nb_attn_kept_floats(int64_t T);
+int64_t nb_attn_kept_at(int64_t t0);
 
 /* The table of the active SIMD level (nb_simd_active()). */
 const nb_attn_kernels *nb_attn(void);

@@ -21,7 +21,6 @@
 #define vadd(a, b) _mm256_add_ps((a), (b))
 #define vsub(a, b) _mm256_sub_ps((a), (b))
 #define vmul(a, b) _mm256_mul_ps((a), (b))
-#define vdiv(a, b) _mm256_div_ps((a), (b))
 #define vmax(a, b) _mm256_max_ps((a), (b))
 #define vmin(a, b) _mm256_min_ps((a), (b))
 #define vfma(a, b, c) _mm256_fmadd_ps((a), (b), (c))
@@ -37,4 +36,4 @@
 
 #include "attn_x86.h"
 
-const nb_attn_kernels nb_attn_avx2 = {"avx2", VW, mm, softmax, probs, dscores, load_t, vexp_n};
+const nb_attn_kernels nb_attn_avx2 = {"avx2", VW, mm, softmax, colscale, probs, dscores, load_t, vexp_n};

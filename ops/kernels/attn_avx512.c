@@ -20,7 +20,6 @@
 #define vadd(a, b) _mm512_add_ps((a), (b))
 #define vsub(a, b) _mm512_sub_ps((a), (b))
 #define vmul(a, b) _mm512_mul_ps((a), (b))
-#define vdiv(a, b) _mm512_div_ps((a), (b))
 #define vmax(a, b) _mm512_max_ps((a), (b))
 #define vmin(a, b) _mm512_min_ps((a), (b))
 #define vfma(a, b, c) _mm512_fmadd_ps((a), (b), (c))
@@ -36,4 +35,4 @@
 
 #include "attn_x86.h"
 
-const nb_attn_kernels nb_attn_avx512 = {"avx512", VW, mm, softmax, probs, dscores, load_t, vexp_n};
+const nb_attn_kernels nb_attn_avx512 = {"avx512", VW, mm, softmax, colscale, probs, dscores, load_t, vexp_n};

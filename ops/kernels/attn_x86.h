@@ -2,7 +2,7 @@
    written once over a few vector macros that each includer defines:
      VW lanes; VF vector; VM lane mask; vfull() all lanes; vfirst(r) lanes [0, r); vfrom(c) lanes >= c
      (c may be <= 0 or >= VW); vload/vloadm(p, m)/vstore/vstorem(p, m, v); vbcast(p) broadcast *p;
-     vset1, vzero, vadd, vsub, vmul, vdiv, vmax, vfma(a, b, c) = a b + c, vfnma(a, b, c) = c - a b;
+     vset1, vzero, vadd, vsub, vmul, vmax, vfma(a, b, c) = a b + c, vfnma(a, b, c) = c - a b;
      vmaxm(m, a, b) = max(a, b) on m, a elsewhere; vzerom(m, a) = a on m, 0 elsewhere;
      vround(x) to nearest even; vpow2mul(p, n) = p 2^n for integral n in [-126, 127];
      MR1..MR4: rows of a register tile with 1..4 vectors of columns (16, 12, 8, 6, 4, 3, 2 or 1).
@@ -120,7 +120,7 @@ static void mm(int ta, int64_t M, int64_t N, int64_t K, const float *A, int64_t 
 
 /* Rows j <= t0 are live for every query of the block; row j > t0 only for lanes i >= j - t0,
    and a whole vector v is dead when j - t0 >= (v + 1) VW (exp skipped, 0 stored). */
-static void softmax(float *S, int64_t nk, int64_t t0, float *mx, float *l, int norm) {
+static void softmax(float *S, int64_t nk, int64_t t0, float *mx, float *l) {
     VF m[QV], s[QV];
     int64_t j0 = nk < t0 + 1 ? nk : t0 + 1; /* rows [0, j0) unmasked */
     for (int v = 0; v < QV; v++) m[v] = vset1(-INFINITY), s[v] = vzero();
@@ -143,8 +143,11 @@ static void softmax(float *S, int64_t nk, int64_t t0, float *mx, float *l, int n
             s[v] = vadd(s[v], e);
         }
     for (int v = 0; v < QV; v++) vstore(mx + v * VW, m[v]), vstore(l + v * VW, s[v]);
-    if (!norm) return;
-    for (int v = 0; v < QV; v++) s[v] = vdiv(vset1(1.0f), s[v]);
+}
+
+static void colscale(float *S, int64_t nk, const float *sc) {
+    VF s[QV];
+    for (int v = 0; v < QV; v++) s[v] = vload(sc + v * VW);
     for (int64_t j = 0; j < nk; j++)
         for (int v = 0; v < QV; v++) vstore(S + j * TQ + v * VW, vmul(vload(S + j * TQ + v * VW), s[v]));
 }
