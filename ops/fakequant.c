@@ -7,6 +7,7 @@
 
 #include "../autograd/gradcheck.h"
 #include "kernels/qgemm.h"
+#include "oputil.h"
 
 const char *nb_qest_name(nb_qest e) {
     switch (e) {
@@ -209,7 +210,13 @@ static void fqt_forward(nb_node *n) {
     if (n->tape->recording && token_int_ok(s, lam) && nb_qgemm_available())
         scales = nb_tape_alloc(n->tape, (size_t)nb_rows(x) * sizeof(float));
     n->p[1] = scales;
-    nb_fakequant_dynamic(s, xd, nb_rows(x), nb_cols(x), y, scales);
+    /* every row (token) is quantized on its own: blocks of rows in parallel give the same bits */
+    int64_t rows = nb_rows(x), cols = nb_cols(x);
+#pragma omp parallel for schedule(static) if (rows * cols > 2 * NB_OMP_MIN && rows > NB_CHUNK_ROWS)
+    for (int64_t r0 = 0; r0 < rows; r0 += NB_CHUNK_ROWS) {
+        int64_t nr = rows - r0 < NB_CHUNK_ROWS ? rows - r0 : NB_CHUNK_ROWS;
+        nb_fakequant_dynamic(s, xd + r0 * cols, nr, cols, y + r0 * cols, scales ? scales + r0 : NULL);
+    }
     if (lam != 1.0f)
         for (int64_t i = 0; i < nb_numel(x); i++) y[i] = xd[i] + lam * (y[i] - xd[i]);
 }

@@ -200,7 +200,39 @@ START_TEST(test_qgemm_linear_on_tape) {
 }
 END_TEST
 
+/* the per-token fake-quant op runs blocks of rows in parallel: the same bits and scales as one
+   serial nb_fakequant_dynamic, at 1 and 2 threads */
+START_TEST(test_token_fq_rows_parallel) {
+    int64_t R = 301, K = 250;
+    nb_qspec as = {.format = NB_QFMT_INT, .bits = 8, .symmetric = 1, .gran = NB_QGRAN_ROW};
+    float *want = malloc((size_t)(R * K) * sizeof(float)), *ws = malloc((size_t)R * sizeof(float));
+    ck_assert(want && ws);
+    for (int th = 1; th <= 2; th++) {
+        nb_threads_set(th);
+        env e;
+        env_init(&e);
+        nb_tensor *x = nb_tape_tensor(&e.t, 2, (int64_t[]){R, K});
+        nbt_fill(x->data, (long)(R * K), 11);
+        x->requires_grad = 1;
+        if (th == 1) nb_fakequant_dynamic(&as, x->data, R, K, want, ws);
+        nb_tensor *y = nb_fakequant_token(&e.t, x, &as, 1.0f);
+        ck_assert_ptr_nonnull(y);
+        ck_assert(!memcmp(y->data, want, (size_t)(R * K) * sizeof(float)));
+        const float *xs;
+        const uint8_t *codes;
+        if (nb_qgemm_available()) {
+            ck_assert(nb_fakequant_token_codes(&e.t, y, &xs, &codes));
+            ck_assert(!memcmp(xs, ws, (size_t)R * sizeof(float)));
+        }
+        env_free(&e);
+    }
+    nb_threads_set(2);
+    free(want), free(ws);
+}
+END_TEST
+
 NB_SUITE("qgemm") {
+    tcase_add_test(tc, test_token_fq_rows_parallel);
     tcase_add_test(tc, test_qgemm_pack_x_levels);
     tcase_add_test(tc, test_qgemm_pack_w_levels);
     tcase_add_test(tc, test_qgemm_exact_vs_ref);
