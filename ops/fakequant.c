@@ -6,6 +6,8 @@
 #include <string.h>
 
 #include "../autograd/gradcheck.h"
+#include "kernels/qgemm.h"
+#include "oputil.h"
 
 const char *nb_qest_name(nb_qest e) {
     switch (e) {
@@ -191,13 +193,30 @@ nb_tensor *nb_fakequant(nb_tape *t, nb_tensor *x, const nb_fq *c, nb_tensor *sca
 
 /* ---- dynamic per token ---- */
 
+/* Can a linear layer read this per-token fake-quant as integer codes (qgemm.h)? INT symmetric
+   per row at <= 8 bits, plain fake-quant (lambda 1). */
+static int token_int_ok(const nb_qspec *s, float lam) {
+    return s->format == NB_QFMT_INT && !s->ternary && s->symmetric && s->bits >= 2 && s->bits <= 8 &&
+           (s->gran == NB_QGRAN_ROW || s->gran == NB_QGRAN_TENSOR) && lam == 1.0f;
+}
+
 static void fqt_forward(nb_node *n) {
     const nb_qspec *s = n->p[0];
     nb_tensor *x = n->in[0];
     float *y = n->out->data;
     const float *xd = x->data;
     float lam = n->f[0];
-    nb_fakequant_dynamic(s, xd, nb_rows(x), nb_cols(x), y, NULL);
+    float *scales = NULL; /* kept (p[1]) for nb_fakequant_token_codes */
+    if (n->tape->recording && token_int_ok(s, lam) && nb_qgemm_available())
+        scales = nb_tape_alloc(n->tape, (size_t)nb_rows(x) * sizeof(float));
+    n->p[1] = scales;
+    /* every row (token) is quantized on its own: blocks of rows in parallel give the same bits */
+    int64_t rows = nb_rows(x), cols = nb_cols(x);
+#pragma omp parallel for schedule(static) if (rows * cols > 2 * NB_OMP_MIN && rows > NB_CHUNK_ROWS)
+    for (int64_t r0 = 0; r0 < rows; r0 += NB_CHUNK_ROWS) {
+        int64_t nr = rows - r0 < NB_CHUNK_ROWS ? rows - r0 : NB_CHUNK_ROWS;
+        nb_fakequant_dynamic(s, xd + r0 * cols, nr, cols, y + r0 * cols, scales ? scales + r0 : NULL);
+    }
     if (lam != 1.0f)
         for (int64_t i = 0; i < nb_numel(x); i++) y[i] = xd[i] + lam * (y[i] - xd[i]);
 }
@@ -230,6 +249,45 @@ nb_tensor *nb_fakequant_token(nb_tape *t, nb_tensor *x, const nb_qspec *spec, fl
     n->f[0] = lambda;
     fqt_forward(n);
     return y;
+}
+
+/* ---- integer operands for the forward of a linear layer (ops/kernels/qgemm.h) ---- */
+
+/* The recorded node that produced y with op `op` (a step records a few hundred nodes). */
+static nb_node *producer(nb_tape *t, const nb_tensor *y, const nb_op *op) {
+    for (int i = t->n_nodes - 1; i >= 0; i--)
+        if (t->nodes[i]->out == y) return t->nodes[i]->op == op ? t->nodes[i] : NULL;
+    return NULL;
+}
+
+int nb_fakequant_token_codes(nb_tape *t, const nb_tensor *y, const float **scales, const uint8_t **codes) {
+    nb_node *n = producer(t, y, &nb_op_fakequant_token);
+    if (!n || !n->p[1]) return 0;
+    if (!n->p[2]) { /* first reader: pack once, every linear reading this y shares it */
+        int64_t rows = nb_rows(y), cols = nb_cols(y);
+        uint8_t *c = nb_tape_alloc(t, (size_t)(rows * cols));
+        if (!c) return 0;
+        nb_qgemm_pack_x(y->data, rows, cols, n->p[1], c);
+        n->p[2] = c;
+    }
+    *scales = n->p[1];
+    *codes = n->p[2];
+    return 1;
+}
+
+int nb_fakequant_weight_codes(nb_tape *t, const nb_tensor *w, nb_qspec *spec, const float **scales, int *tensor) {
+    nb_node *n = producer(t, w, &nb_op_fakequant);
+    if (!n) return 0;
+    const nb_fq *c = n->p[0];
+    const nb_qspec *s = &c->spec;
+    if (s->format != NB_QFMT_INT || s->ternary || !s->symmetric || s->bits < 2 || s->bits > 8 || c->lambda != 1.0f)
+        return 0;
+    if (c->est != NB_QEST_STE && c->est != NB_QEST_CLIPPED) return 0; /* learned scales are floored */
+    if (n->n_in < 2 || (n->n_in > 2 && n->in[2])) return 0;
+    *spec = *s;
+    *scales = n->in[1]->data;
+    *tensor = s->gran == NB_QGRAN_TENSOR;
+    return 1;
 }
 
 /* ---- gradient-check cases: only where Q is smooth enough for central differences ----

@@ -45,6 +45,15 @@ nb_tensor *nb_fakequant(nb_tape *t, nb_tensor *x, const nb_fq *c, nb_tensor *sca
    torchao's 8da4w. Backward: STE (the scale is treated as a constant). */
 nb_tensor *nb_fakequant_token(nb_tape *t, nb_tensor *x, const nb_qspec *spec, float lambda);
 
+/* Integer operands for the forward of a linear layer (ops/kernels/qgemm.h), found among the
+   tape's last recorded nodes. nb_fakequant_token_codes: y is the output of a per-token INT
+   symmetric fake-quant (<= 8 bits, lambda 1) recorded with an AVX-512 VNNI CPU: its row scales and
+   its codes packed by nb_qgemm_pack_x (packed on the first call, shared for the step).
+   nb_fakequant_weight_codes: w is the output of a symmetric INT fake-quant with fixed scales (STE
+   or clipped STE, lambda 1): its spec and scales (tensor: one scale). Both return 0 otherwise. */
+int nb_fakequant_token_codes(nb_tape *t, const nb_tensor *y, const float **scales, const uint8_t **codes);
+int nb_fakequant_weight_codes(nb_tape *t, const nb_tensor *w, nb_qspec *spec, const float **scales, int *tensor);
+
 /* The backward of one fake-quant, exposed for tests and the torch comparison: accumulates
    dx (rows*cols), ds (nscales, may be NULL), dz (nscales, may be NULL) from dy. */
 void nb_fakequant_backward_ref(const nb_fq *c, const float *x, const float *dy, int64_t rows, int64_t cols,

@@ -1,7 +1,9 @@
 /* matmul.c: batched matrix multiply and the linear layer, forward and backward. */
 #include "ops.h"
 
+#include "fakequant.h"
 #include "kernels/gemm.h"
+#include "kernels/qgemm.h"
 #include "../autograd/gradcheck.h"
 
 /* Geometry of one call: batch count and per-batch sizes. */
@@ -27,6 +29,10 @@ static void geom(const nb_node *n, mm_geom *g) {
 static void matmul_forward(nb_node *n) {
     mm_geom g;
     geom(n, &g);
+    if (n->p[0]) { /* a fake-quantized linear layer in integers (qlinear_prepare) */
+        nb_qgemm(g.batch * g.M, g.N, g.K, n->i[2], n->p[1], n->p[2], n->p[0], n->out->data, g.N);
+        return;
+    }
     int ta = (int)n->i[0], tb = (int)n->i[1];
     const float *A = n->in[0]->data, *B = n->in[1]->data;
     float *C = n->out->data;
@@ -78,7 +84,39 @@ static void matmul_backward(nb_node *n) {
 
 const nb_op nb_op_matmul = {"matmul", matmul_forward, matmul_backward};
 
-nb_tensor *nb_matmul(nb_tape *t, nb_tensor *a, nb_tensor *b, int ta, int tb) {
+/* x W^T where x and W are the recorded outputs of integer fake-quants (per-token activations,
+   symmetric grouped / per-channel weights): pack W's codes (once per step: each weight is read by
+   one linear) and let the forward run in int8 (qgemm.h). The backward is matmul's, on the
+   fake-quant values. Leaves the node alone when anything does not fit. */
+static void qlinear_prepare(nb_node *n) {
+    nb_tape *t = n->tape;
+    nb_tensor *x = n->in[0], *w = n->in[1];
+    nb_qspec ws;
+    const float *wsc, *xs;
+    const uint8_t *xa;
+    int tensor;
+    if (!nb_qgemm_available() || !t->recording || w->ndim != 2) return;
+    if (!nb_fakequant_weight_codes(t, w, &ws, &wsc, &tensor)) return;
+    int64_t N = w->shape[0], K = w->shape[1];
+    int64_t G = ws.gran == NB_QGRAN_GROUP ? ws.group_size : K;
+    if (K % 4 || G <= 0 || G % 4 || K % G || K > 16384) return; /* int32 sums stay exact below 2^31 */
+    if (!nb_fakequant_token_codes(t, x, &xs, &xa)) return;
+    void *wp = nb_tape_alloc(t, nb_qgemm_packed_bytes(N, K, G));
+    if (!wp) return;
+    int qmin, qmax;
+    nb_qspec_range(&ws, &qmin, &qmax);
+    nb_qgemm_pack_w(w->data, N, K, G, wsc, tensor, qmin, qmax, wp);
+    n->p[0] = wp;
+    n->p[1] = (void *)xa;
+    n->p[2] = (void *)xs;
+    n->i[2] = G;
+}
+
+static nb_tensor *matmul_make(nb_tape *t, nb_tensor *a, nb_tensor *b, int ta, int tb, int qlinear);
+
+nb_tensor *nb_matmul(nb_tape *t, nb_tensor *a, nb_tensor *b, int ta, int tb) { return matmul_make(t, a, b, ta, tb, 0); }
+
+static nb_tensor *matmul_make(nb_tape *t, nb_tensor *a, nb_tensor *b, int ta, int tb, int qlinear) {
     if (nb_tape_bad(t, a, b, NULL) || !b) return nb_tape_fail(t, NB_EINVAL, "matmul: NULL input");
     char s1[64], s2[64];
     if (a->ndim < 2 || b->ndim < 2 || !nb_is_contiguous(a) || !nb_is_contiguous(b))
@@ -101,11 +139,13 @@ nb_tensor *nb_matmul(nb_tape *t, nb_tensor *a, nb_tensor *b, int ta, int tb) {
     if (!n) return NULL;
     n->i[0] = ta;
     n->i[1] = tb;
+    if (qlinear) qlinear_prepare(n);
+    if (t->status != NB_OK) return NULL;
     matmul_forward(n);
     return y;
 }
 
-nb_tensor *nb_linear(nb_tape *t, nb_tensor *x, nb_tensor *w) { return nb_matmul(t, x, w, 0, 1); }
+nb_tensor *nb_linear(nb_tape *t, nb_tensor *x, nb_tensor *w) { return matmul_make(t, x, w, 0, 1, 1); }
 
 /* ---- gradient-check cases ---- */
 static nb_tensor *mm_nn(nb_tape *t, nb_tensor **in) { return nb_matmul(t, in[0], in[1], 0, 0); }

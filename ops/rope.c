@@ -72,14 +72,26 @@ nb_tensor *nb_rope(nb_tape *t, nb_tensor *x, float theta, int64_t pos0) {
         return nb_tape_fail(t, NB_EINVAL, "rope: theta must be > 0 and pos0 >= 0, got theta %g pos0 %lld", (double)theta,
                             (long long)pos0);
     int64_t T = x->shape[1], H = x->shape[3];
+    /* the tables (3 T H transcendentals) of an earlier rope on this tape with the same T, H, theta
+       and pos0 (q and k of every layer): they live in the arena for the whole step */
+    float *c = NULL;
+    for (int i = t->n_nodes - 1; i >= 0 && !c; i--) {
+        const nb_node *o = t->nodes[i];
+        if (o->op == &nb_op_rope && o->in[0]->shape[1] == T && o->in[0]->shape[3] == H && o->f[0] == theta &&
+            o->i[0] == pos0)
+            c = o->p[0];
+    }
+    int fresh = !c;
+    if (fresh) c = nb_tape_alloc(t, (size_t)(3 * T * H) * sizeof(float));
     nb_tensor *y = nb_tape_tensor(t, 4, x->shape);
-    float *c = nb_tape_alloc(t, (size_t)(3 * T * H) * sizeof(float));
     nb_node *n = nb_tape_push(t, &nb_op_rope, y, x, NULL, NULL);
     if (!n || !c) return NULL;
     n->p[0] = c;
     n->p[1] = c + T * H;
     n->p[2] = c + 2 * T * H;
-    tables(n->p[0], n->p[1], n->p[2], T, H, theta, pos0);
+    n->f[0] = theta;
+    n->i[0] = pos0;
+    if (fresh) tables(n->p[0], n->p[1], n->p[2], T, H, theta, pos0);
     rope_forward(n);
     return y;
 }

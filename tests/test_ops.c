@@ -551,7 +551,41 @@ START_TEST(test_random_inputs_never_crash) {
 }
 END_TEST
 
+/* rope reuses the tables of an earlier rope on the tape only when T, H, theta and pos0 all match */
+START_TEST(test_rope_tables_shared) {
+    int64_t sh[4] = {2, 5, 3, 6}, sh2[4] = {2, 5, 1, 6};
+    float ref[3][2 * 5 * 3 * 6];
+    const float theta[3] = {10000.0f, 500.0f, 10000.0f};
+    const int64_t pos[3] = {0, 0, 2};
+    for (int k = 0; k < 3; k++) { /* alone on a fresh tape */
+        env e;
+        env_init(&e);
+        nb_tensor *x = nb_tape_tensor(&e.t, 4, sh);
+        nbt_fill(x->data, 180, 3);
+        x->requires_grad = 1;
+        nb_tensor *y = nb_rope(&e.t, x, theta[k], pos[k]);
+        ck_assert_ptr_nonnull(y);
+        memcpy(ref[k], y->data, sizeof ref[k]);
+        env_free(&e);
+    }
+    env e;
+    env_init(&e);
+    nb_tensor *z = nb_tape_tensor(&e.t, 4, sh2), *x = nb_tape_tensor(&e.t, 4, sh);
+    nbt_fill(z->data, 60, 4);
+    nbt_fill(x->data, 180, 3);
+    z->requires_grad = x->requires_grad = 1;
+    ck_assert_ptr_nonnull(nb_rope(&e.t, z, 10000.0f, 0)); /* other head count, same T and H: shareable */
+    for (int k = 0; k < 3; k++) {
+        nb_tensor *y = nb_rope(&e.t, x, theta[k], pos[k]);
+        ck_assert_ptr_nonnull(y);
+        ck_assert_msg(!memcmp(y->data, ref[k], sizeof ref[k]), "rope %d differs after an earlier rope", k);
+    }
+    env_free(&e);
+}
+END_TEST
+
 NB_SUITE("ops") {
+    tcase_add_test(tc, test_rope_tables_shared);
     tcase_add_test(tc, test_random_inputs_never_crash);
     tcase_add_test(tc, test_vec_twins);
     tcase_add_test(tc, test_attention_fused_vs_naive);
