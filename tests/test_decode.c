@@ -1,7 +1,7 @@
 /* test_decode.c: the decode-speed kernels against their scalar twins, bit for bit: the lane-order
    int8/int4 matvec and the Q8_0/Q4_0 matvec (several rows side by side), the int8 activation
    quantizer and lane sums; odd shapes and unaligned pointers at every SIMD level. Then the whole
-   runtime: logits identical across SIMD levels and thread counts. */
+   runtime: logits identical for 1 and 2 threads at every SIMD level. */
 #include <math.h>
 
 #include "nbtest.h"
@@ -235,16 +235,16 @@ START_TEST(test_decode_identical_everywhere) {
         for (size_t t = 0; t < sizeof types / sizeof *types; t++) {
             nb_qmodel *q;
             ck_assert_int_eq(nb_qmodel_quantize(m, types[t].t, types[t].group, NB_QT_F32, &q), NB_OK);
-            nb_threads_set(1);
-            nb_simd_force(NB_SIMD_SCALAR);
-            uint64_t ref = run_hash(q);
-            for (int L = 0; L < nl; L++)
-                for (int th = 1; th <= 2; th++) {
-                    nb_simd_force(lv[L]);
-                    nb_threads_set(th);
-                    ck_assert_msg(run_hash(q) == ref, "%s group %d differs at %s, %d threads", nb_qtype_name(types[t].t),
-                                  types[t].group, nb_simd_name(lv[L]), th);
-                }
+            /* the matvec kernels agree across SIMD levels (twin tests above); the runtime's other
+               ops are the training kernels, fixed per SIMD level: compare thread counts per level */
+            for (int L = 0; L < nl; L++) {
+                nb_simd_force(lv[L]);
+                nb_threads_set(1);
+                uint64_t ref = run_hash(q);
+                nb_threads_set(2);
+                ck_assert_msg(run_hash(q) == ref, "%s group %d: 2 threads differ from 1 at %s", nb_qtype_name(types[t].t),
+                              types[t].group, nb_simd_name(lv[L]));
+            }
             nb_qmodel_free(q);
         }
         nb_qmodel_free(m);

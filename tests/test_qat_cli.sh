@@ -69,8 +69,10 @@ first = lambda p: next(json.loads(l)["loss"] for l in open(p) if '"loss"' in l)
 ce, kd = first(sys.argv[1]), first(sys.argv[2])
 assert abs(kd - 0.25 * ce) < 1e-5 * ce, (kd, ce)
 EOF2
-"$NIBBLE" train "$W/plain.yaml" out_dir="$W/kd2" distill.enabled=true distill.data_free=true --quiet > /dev/null 2>&1 \
-    && fail "distill.data_free accepted"
+# data_free needs no training text: a recipe that also names data.train is refused, naming the key
+"$NIBBLE" train "$W/plain.yaml" out_dir="$W/kd2" distill.enabled=true distill.data_free=true --quiet > "$W/kd2.out" 2>&1 \
+    && fail "distill.data_free with data.train accepted"
+grep -q "data.train" "$W/kd2.out" || fail "data_free + data.train error does not name data.train: $(cat "$W/kd2.out")"
 
 # --- ptq: the checkpoint evaluates as the fake-quantized original
 FP=$W/fp32/latest.h5

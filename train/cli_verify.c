@@ -11,16 +11,21 @@
 static void usage(FILE *f) {
     fprintf(f,
             "usage: nibble verify CKPT EXPORTED --data FILE [--json] [--max-windows N] [--seq-len T]\n"
-            "                     [--min-top1 F] [--max-logit-diff D]\n"
+            "                     [--min-top1 F] [--max-logit-diff D] [--gemm]\n"
             "  Runs the checkpoint as trained (fake-quant through its QAT policy, fp32 tape forward) and the\n"
             "  exported file (nibble's integer runtime: int8/int4/Q4_0/Q8_0 kernels with quantized\n"
             "  activations) on the same windows of FILE (text or .h5 tokens, the checkpoint's tokenizer) and\n"
             "  reports max |logit difference|, both losses (nats/token), top-1 agreement (fraction of\n"
             "  positions whose argmax agrees) and the largest difference between the export's dequantized\n"
             "  weights and the fake-quant weights the model reads (0 for an exact export).\n"
-            "  The logits agree closely only when the policy fake-quantized the activations as the runtime\n"
-            "  quantizes them: q8_0 blocks for Q4_0/Q8_0 weights, int8 per token (symmetric, restrict_range)\n"
-            "  or per group for int8/int4 weights, fp32 for f32/f16 weights.\n"
+            "  The checkpoint's linear layers are summed as the integer kernels sum them (the exact per-block\n"
+            "  products of the fake-quant weights and inputs); the other ops of both sides use the same row\n"
+            "  kernels, so an export of a policy the runtime reproduces gives identical logits. That needs\n"
+            "  activations fake-quantized as the runtime quantizes them: q8_0 blocks for Q4_0/Q8_0 weights,\n"
+            "  int8 per token (symmetric, restrict_range) or per group for int8/int4 weights, fp32 for\n"
+            "  f32/f16 weights; otherwise verify measures the gap.\n"
+            "  --gemm             compute the checkpoint's linears with the training forward's fp32 GEMM\n"
+            "                     instead (shows the effect of float summation order)\n"
             "  --max-windows N    compare N evenly spaced windows (default all)\n"
             "  --seq-len T        window length (default the model's seq_len)\n"
             "  --tokenizer T      tokenizer for a llama2.c .bin checkpoint\n"
@@ -31,7 +36,7 @@ static void usage(FILE *f) {
 
 int nb_cmd_verify(int argc, char **argv) {
     const char *paths[2] = {NULL, NULL}, *data = NULL, *tok = NULL;
-    int np = 0, json = 0, T = 0;
+    int np = 0, json = 0, T = 0, flags = 0;
     long long max_windows = 0;
     double min_top1 = -1.0, max_diff = -1.0;
     for (int i = 1; i < argc; i++) {
@@ -43,6 +48,8 @@ int nb_cmd_verify(int argc, char **argv) {
             return 0;
         } else if (!strcmp(argv[i], "--json")) {
             json = 1;
+        } else if (!strcmp(argv[i], "--gemm")) {
+            flags |= NB_VERIFY_GEMM;
         } else if (nb_cli_flag_value(argc, argv, &i, "--data", &v)) {
             bad = !v;
             data = v;
@@ -89,15 +96,16 @@ int nb_cmd_verify(int argc, char **argv) {
         return 1;
     }
     nb_verify_result r;
-    nb_status s = nb_export_verify(paths[0], paths[1], data, tok, T, max_windows, &r);
+    nb_status s = nb_export_verify(paths[0], paths[1], data, tok, T, max_windows, flags, &r);
     if (s != NB_OK) return nb_cli_fail("verify", s);
     double rel = r.loss_model != 0 ? (r.loss_export - r.loss_model) / r.loss_model : 0.0;
     if (json) {
         printf("{\"max_abs_logit_diff\": %.9g, \"loss_model\": %.9g, \"loss_export\": %.9g, \"top1_agreement\": %.9g, "
                "\"loss_rel_diff\": %.9g, \"max_abs_weight_diff\": %.9g, \"positions\": %lld, \"windows\": %lld, "
-               "\"quantized\": %s}\n",
+               "\"quantized\": %s, \"matmul\": \"%s\"}\n",
                r.max_abs_logit_diff, r.loss_model, r.loss_export, r.top1_agreement, rel, r.max_abs_weight_diff,
-               (long long)r.positions, (long long)r.windows, r.quantized ? "true" : "false");
+               (long long)r.positions, (long long)r.windows, r.quantized ? "true" : "false",
+               flags & NB_VERIFY_GEMM ? "gemm" : "integer");
     } else {
         printf("checkpoint %s (%s) vs export %s: %lld positions in %lld windows\n", paths[0],
                r.quantized ? "fake-quant" : "fp32", paths[1], (long long)r.positions, (long long)r.windows);

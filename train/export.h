@@ -125,8 +125,12 @@ typedef struct nb_verify_result {
 } nb_verify_result;
 /* Runs the checkpoint as trained (fake-quant through its policy, tape forward) and the exported
    file (integer runtime) on the same windows of data (max_windows > 0: that many evenly spaced;
-   T 0 = seq_len). */
+   T 0 = seq_len). The checkpoint's linears are computed as the integer kernels sum them
+   (linear_exact.h: the runtime tensors of the trained grid, built from the checkpoint, applied to
+   the fake-quantized inputs), unless flags has NB_VERIFY_GEMM: then with the training forward's
+   fp32 GEMM, whose different summation order shows up as rare flips of activation codes. */
+enum { NB_VERIFY_GEMM = 1 };
 nb_status nb_export_verify(const char *ckpt, const char *exported, const char *data, const char *tok_path, int T,
-                           int64_t max_windows, nb_verify_result *r);
+                           int64_t max_windows, int flags, nb_verify_result *r);
 
 #endif

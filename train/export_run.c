@@ -6,6 +6,7 @@
 #include "../data/dataset.h"
 #include "../data/tokenizer.h"
 #include "export.h"
+#include "linear_exact.h"
 #include "model.h"
 #include "qat_ckpt.h"
 #include "runtime.h"
@@ -274,7 +275,7 @@ static nb_status cmp_weights(void *ctx, const char *name, nb_qtensor *t, int lay
 }
 
 nb_status nb_export_verify(const char *ckpt, const char *exported, const char *data, const char *tok_path, int T,
-                           int64_t max_windows, nb_verify_result *r) {
+                           int64_t max_windows, int flags, nb_verify_result *r) {
     memset(r, 0, sizeof *r);
     nb_model m;
     nb_tokenizer *tok = NULL;
@@ -286,6 +287,7 @@ nb_status nb_export_verify(const char *ckpt, const char *exported, const char *d
     memset(&s, 0, sizeof s);
     nb_decoder d;
     memset(&d, 0, sizeof d);
+    nb_exact *ex = NULL;
     float *lx = NULL, *row = NULL;
     nb_arena a;
     nb_tape tape;
@@ -320,6 +322,9 @@ nb_status nb_export_verify(const char *ckpt, const char *exported, const char *d
         r->max_abs_weight_diff = wc.max_abs;
     }
     nb_decoder_free(&d);
+    /* the checkpoint's linears summed as the integer kernels sum them (unless --gemm) */
+    if (!st && !(flags & NB_VERIFY_GEMM)) st = nb_exact_new(&m, q, &ex);
+    m.exact = ex;
     if (T <= 0 || T > c->seq_len) T = c->seq_len;
     if (T > x->cfg.seq_len) T = x->cfg.seq_len;
     windows w;
@@ -369,6 +374,8 @@ nb_status nb_export_verify(const char *ckpt, const char *exported, const char *d
     nb_tokens_free(&toks);
     nb_qmodel_free(x);
     nb_tokenizer_free(tok);
+    m.exact = NULL;
+    nb_exact_free(ex);
     m.qat = NULL;
     nb_model_free(&m);
     nb_qat_free(q);

@@ -8,6 +8,7 @@
 
 #include "../ops/kernels/vec.h"
 #include "../ops/ops.h"
+#include "linear_exact.h"
 
 /* ---- config ---- */
 
@@ -225,6 +226,7 @@ static nb_tensor *linear_shared(nb_tape *t, nb_model *m, int idx, nb_tensor *x, 
     nb_tensor *w = nb_qat_weight(t, m->qat, idx, nb_model_param(m, idx));
     nb_tensor *xq = xq_io && *xq_io && nb_qat_act_shared(m->qat, *prev_io, idx) ? *xq_io : nb_qat_act(t, m->qat, idx, x);
     if (xq_io) *xq_io = xq, *prev_io = idx;
+    if (m->exact && !t->recording) return nb_exact_linear(t, m->exact, idx, xq);
     return nb_linear(t, xq, w);
 }
 

@@ -49,6 +49,8 @@ typedef struct nb_model {
     int norm;                /* index of "norm" (C) */
     int classifier;          /* index of "classifier" (V, C); == tok_emb when tied */
     nb_qat *qat;             /* quantization policy for the hooks; NULL = fp32. Not owned. */
+    struct nb_exact *exact;  /* NULL, or: a no-grad forward computes the linears with the integer
+                                runtime's matmul (train/linear_exact.h), as the export does. Not owned. */
 } nb_model;
 
 /* Defaults (norm_eps 1e-5, rope_theta 10000, n_kv_heads = n_heads, tied) for the given sizes. */

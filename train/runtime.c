@@ -10,7 +10,9 @@
 #include "../core/fp16.h"
 #include "../core/rng.h"
 #include "../data/tokenizer.h"
+#include "../ops/kernels/attn.h"
 #include "../ops/kernels/qdot.h"
+#include "../ops/kernels/vec.h"
 
 const char *nb_qtype_name(nb_qtype t) {
     switch (t) {
@@ -389,14 +391,11 @@ nb_status nb_qmatmul(const nb_qtensor *W, const float *X, int64_t T, float *Y, n
     return nb_qmatmul_n(&W, &Y, 1, X, T, s);
 }
 
-/* ---- forward: llama2.c run.c ---- */
-
-static void rmsnorm(float *o, const float *x, const float *w, int n, float eps) {
-    float ss = 0.0f;
-    for (int j = 0; j < n; j++) ss += x[j] * x[j];
-    ss = 1.0f / sqrtf(ss / n + eps);
-    for (int j = 0; j < n; j++) o[j] = w[j] * (ss * x[j]);
-}
+/* ---- forward: llama2.c run.c's model, computed with the training ops' row kernels ----
+   Everything between the matmuls runs through the same nb_vec kernels, in the same order, as the
+   tape forward of train/model.c (ops/norm.c, ops/rope.c, ops/attention.c, ops/activation.c), so
+   the runtime and the fake-quant model compute the same bits from the same matmul outputs: a
+   Q8_0 activation code downstream then never flips on a last-bit difference. */
 
 static void softmax(float *x, int n) {
     float mx = x[0];
@@ -409,26 +408,45 @@ static void softmax(float *x, int n) {
     for (int i = 0; i < n; i++) x[i] /= sum;
 }
 
-/* Rotate pairs (2i, 2i+1) of each head by pos * theta^(-2i/hs) (q over dim, k over kv_dim). */
-static void rope(float *q, float *k, int dim, int kv_dim, int hs, int pos, float theta) {
-    for (int i = 0; i < dim; i += 2) {
-        int hd = i % hs;
-        float freq = 1.0f / powf(theta, hd / (float)hs);
-        float val = pos * freq, fcr = cosf(val), fci = sinf(val);
-        for (int v = 0; v < (i < kv_dim ? 2 : 1); v++) {
-            float *vec = v == 0 ? q : k;
-            float v0 = vec[i], v1 = vec[i + 1];
-            vec[i] = v0 * fcr - v1 * fci;
-            vec[i + 1] = v0 * fci + v1 * fcr;
-        }
+/* RoPE tables of position p as ops/rope.c builds them: per pair (j, j+1) of a head of hs lanes,
+   freq = 1 / theta^(j/hs), c = cos(p freq) twice, s = (-sin, +sin) */
+static void rope_tables(float *c, float *s, int hs, int p, float theta) {
+    for (int j = 0; j < hs; j += 2) {
+        float freq = 1.0f / powf(theta, (float)j / (float)hs);
+        float val = (float)p * freq;
+        float fcr = cosf(val), fci = sinf(val);
+        c[j] = c[j + 1] = fcr;
+        s[j] = -fci;
+        s[j + 1] = fci;
     }
+}
+
+/* Causal attention of rows pos..pos+B-1 over keys 0..pos+B-1 (kc, vc: (seq, kv_dim) of this layer),
+   out (B, C): per head, nb_attn_forward_rows, the function nb_attention's forward runs per (batch,
+   head) (ops/kernels/attn.h). A row's bits depend only on its own keys, not on the chunking
+   (prefill or one-row decode) nor on the SIMD level. */
+static nb_status attention(const nb_qconfig *c, nb_qstate *s, int B, int pos, const float *kc, const float *vc,
+                           float *out) {
+    const int C = c->dim, hs = C / c->n_heads, kv_dim = hs * c->n_kv_heads, kv_mul = c->n_heads / c->n_kv_heads;
+    const size_t per = (size_t)nb_attn_scratch_floats(pos + B, hs);
+    float *scr = scratch(s, per * (size_t)c->n_heads * sizeof(float));
+    if (!scr) return NB_ENOMEM;
+    const nb_attn_kernels *ak = nb_attn();
+#pragma omp parallel for schedule(static) if (B * c->n_heads > 8)
+    for (int h = 0; h < c->n_heads; h++) {
+        const int kvo = (h / kv_mul) * hs;
+        nb_attn_forward_rows(ak, s->q + h * hs, C, kc + kvo, vc + kvo, kv_dim, out + h * hs, C, pos, B, hs, NULL, NULL,
+                             scr + per * (size_t)h);
+    }
+    return NB_OK;
 }
 
 static nb_status forward_chunk(const nb_qmodel *m, nb_qstate *s, const int32_t *tok, int B, int pos, float *logits,
                                int all_logits) {
     const nb_qconfig *c = &m->cfg;
     const int C = c->dim, H = c->hidden_dim, hs = C / c->n_heads;
-    const int kv_dim = hs * c->n_kv_heads, kv_mul = c->n_heads / c->n_kv_heads;
+    const int kv_dim = hs * c->n_kv_heads;
+    const nb_vec_kernels *kk = nb_vec();
     for (int b = 0; b < B; b++) {
         if (tok[b] < 0 || tok[b] >= c->vocab)
             return nb_fail(NB_EINVAL, "forward: token %d at position %d is outside the vocabulary (%d)", tok[b], pos + b,
@@ -440,55 +458,37 @@ static nb_status forward_chunk(const nb_qmodel *m, nb_qstate *s, const int32_t *
         float *kc = s->key_cache + (size_t)l * c->seq_len * kv_dim;
         float *vc = s->value_cache + (size_t)l * c->seq_len * kv_dim;
         for (int b = 0; b < B; b++)
-            rmsnorm(s->xb + (size_t)b * C, s->x + (size_t)b * C, L->attn_norm.data, C, c->norm_eps);
+            kk->rmsnorm_fwd(s->xb + (size_t)b * C, s->x + (size_t)b * C, L->attn_norm.data, c->norm_eps, C);
         /* q, k, v for all rows; k and v land in the cache at their positions */
         {
             const nb_qtensor *W[3] = {&L->wq, &L->wk, &L->wv};
             float *Y[3] = {s->q, kc + (size_t)pos * kv_dim, vc + (size_t)pos * kv_dim};
-            NB_TRY(nb_qmatmul_n(W, Y, 3, s->xb, B, s));
+            NB_TRY(nb_qmatmul_n(W, Y, 3, s->xb, B, s)); /* one quantized activation, one parallel region */
         }
-        for (int b = 0; b < B; b++)
-            rope(s->q + (size_t)b * C, kc + (size_t)(pos + b) * kv_dim, C, kv_dim, hs, pos + b, c->rope_theta);
-        /* causal attention, one (row, head) pair per iteration */
-#pragma omp parallel for schedule(static) if (B * c->n_heads > 8)
-        for (int bh = 0; bh < B * c->n_heads; bh++) {
-            int b = bh / c->n_heads, h = bh % c->n_heads, p = pos + b;
-            const float *q = s->q + (size_t)b * C + h * hs;
-            float *att = s->att + ((size_t)b * c->n_heads + h) * c->seq_len;
-            for (int t = 0; t <= p; t++) {
-                const float *k = kc + (size_t)t * kv_dim + (h / kv_mul) * hs;
-                float score = 0.0f;
-                for (int i = 0; i < hs; i++) score += q[i] * k[i];
-                att[t] = score / sqrtf((float)hs);
-            }
-            softmax(att, p + 1);
-            float *xb = s->xb + (size_t)b * C + h * hs;
-            memset(xb, 0, (size_t)hs * sizeof(float));
-            for (int t = 0; t <= p; t++) {
-                const float *v = vc + (size_t)t * kv_dim + (h / kv_mul) * hs;
-                for (int i = 0; i < hs; i++) xb[i] += att[t] * v[i];
-            }
+        for (int b = 0; b < B; b++) { /* each head of q, each kv head of k, rotated in place */
+            float *rc = s->att, *rs = s->att + hs;
+            rope_tables(rc, rs, hs, pos + b, c->rope_theta);
+            for (int h = 0; h < c->n_heads; h++) kk->rope(s->q + (size_t)b * C + h * hs, s->q + (size_t)b * C + h * hs, rc, rs, hs, 0);
+            float *kr = kc + (size_t)(pos + b) * kv_dim;
+            for (int h = 0; h < c->n_kv_heads; h++) kk->rope(kr + h * hs, kr + h * hs, rc, rs, hs, 0);
         }
+        NB_TRY(attention(c, s, B, pos, kc, vc, s->xb));
         NB_TRY(nb_qmatmul(&L->wo, s->xb, B, s->xb2, s));
         for (size_t i = 0; i < (size_t)B * C; i++) s->x[i] += s->xb2[i];
         /* SwiGLU FFN: w2(silu(w1 x) * w3 x) */
         for (int b = 0; b < B; b++)
-            rmsnorm(s->xb + (size_t)b * C, s->x + (size_t)b * C, L->ffn_norm.data, C, c->norm_eps);
+            kk->rmsnorm_fwd(s->xb + (size_t)b * C, s->x + (size_t)b * C, L->ffn_norm.data, c->norm_eps, C);
         {
             const nb_qtensor *W[2] = {&L->w1, &L->w3};
             float *Y[2] = {s->hb, s->hb2};
             NB_TRY(nb_qmatmul_n(W, Y, 2, s->xb, B, s));
         }
-        for (size_t i = 0; i < (size_t)B * H; i++) {
-            float v = s->hb[i];
-            v *= 1.0f / (1.0f + expf(-v));
-            s->hb[i] = v * s->hb2[i];
-        }
+        kk->swiglu_fwd(s->hb, s->hb, s->hb2, (int64_t)B * H); /* in place: each element read before written */
         NB_TRY(nb_qmatmul(&L->w2, s->hb, B, s->xb, s));
         for (size_t i = 0; i < (size_t)B * C; i++) s->x[i] += s->xb[i];
     }
     int b0 = all_logits ? 0 : B - 1;
-    for (int b = b0; b < B; b++) rmsnorm(s->xb + (size_t)b * C, s->x + (size_t)b * C, m->norm.data, C, c->norm_eps);
+    for (int b = b0; b < B; b++) kk->rmsnorm_fwd(s->xb + (size_t)b * C, s->x + (size_t)b * C, m->norm.data, c->norm_eps, C);
     return nb_qmatmul(&m->classifier, s->xb + (size_t)b0 * C, B - b0, logits, s);
 }
 
