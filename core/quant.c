@@ -98,12 +98,7 @@ const char *nb_qspec_str(const nb_qspec *s, char *buf, int n) {
 
 /* y = (clamp(rint(x * inv) + z, qmin, qmax) - z) * s: round half to even, as torch. */
 void nb_qseg_fq_ref(const float *x, float *y, int64_t n, float s, float inv, float z, float qmin, float qmax) {
-    for (int64_t i = 0; i < n; i++) {
-        float q = rintf(x[i] * inv) + z;
-        q = q < qmin ? qmin : q;
-        q = q > qmax ? qmax : q;
-        y[i] = (q - z) * s;
-    }
+    for (int64_t i = 0; i < n; i++) y[i] = (nb_quant_code(x[i], inv, z, qmin, qmax) - z) * s;
 }
 
 void nb_qseg_minmax_ref(const float *x, int64_t n, float *lo, float *hi) {
@@ -161,7 +156,7 @@ static inline int64_t seg_len(const seg_geom *g, int64_t cols, int64_t k) {
     return cols - off < g->G ? cols - off : g->G;
 }
 
-static inline void scale_of(float s, float *inv) { *inv = s != 0.0f ? 1.0f / s : 0.0f; }
+static inline void scale_of(float s, float *inv) { *inv = nb_quant_inv(s); }
 
 static inline float zero_of(const float *zero, int64_t k, int qmin, int qmax) {
     if (!zero) return 0.0f;
@@ -327,11 +322,7 @@ void nb_quant_codes_ref(const nb_qspec *s, const float *x, int64_t rows, int64_t
             int64_t k = g.tensor ? 0 : r * g.gpr + j, off = r * cols + j * g.G, n = seg_len(&g, cols, j);
             float inv, z = zero_of(zero, k, qmin, qmax);
             scale_of(scale[k], &inv);
-            for (int64_t i = 0; i < n; i++) {
-                float v = rintf(x[off + i] * inv) + z;
-                v = v < qmin ? (float)qmin : v > qmax ? (float)qmax : v;
-                q[off + i] = (int8_t)v;
-            }
+            for (int64_t i = 0; i < n; i++) q[off + i] = (int8_t)nb_quant_code(x[off + i], inv, z, (float)qmin, (float)qmax);
         }
 }
 

@@ -28,6 +28,7 @@
 #ifndef NB_QUANT_H
 #define NB_QUANT_H
 
+#include <math.h>
 #include <stdint.h>
 
 #include "status.h"
@@ -137,6 +138,16 @@ double nb_quant_sqnr_db(const float *x, const float *y, int64_t n);
 /* ---- the SIMD twins (core/quant_avx2.c, core/quant_avx512.c) ----
    One contiguous segment of n elements with one scale: y = (clamp(rint(x*inv) + z, qmin, qmax) - z) * s.
    min/max of a segment. Exactly equal results across twins. */
+/* The quantize rule above as two scalar helpers, shared by the reference quantizer (this file's
+   nb_quant_codes_ref and nb_qseg_fq_ref) and the integer runtime's int8 activation quantizer
+   (ops/kernels/qdot.c), so both round exactly alike: inv = 1/s computed once (0 when s == 0);
+   code = clamp(rint(x * inv) + z, qmin, qmax), NaN stays NaN. */
+static inline float nb_quant_inv(float s) { return s != 0.0f ? 1.0f / s : 0.0f; }
+static inline float nb_quant_code(float x, float inv, float z, float qmin, float qmax) {
+    float q = rintf(x * inv) + z;
+    return q < qmin ? qmin : q > qmax ? qmax : q;
+}
+
 void nb_qseg_fq_ref(const float *x, float *y, int64_t n, float s, float inv, float z, float qmin, float qmax);
 void nb_qseg_minmax_ref(const float *x, int64_t n, float *lo, float *hi);
 void nb_qseg_fq_avx2(const float *x, float *y, int64_t n, float s, float inv, float z, float qmin, float qmax);

@@ -215,65 +215,180 @@ static void *scratch(nb_qstate *s, size_t bytes) {
 
 /* ---- matmul drivers ---- */
 
-nb_status nb_qmatmul(const nb_qtensor *W, const float *X, int64_t T, float *Y, nb_qstate *s) {
+/* How a matrix wants its activation rows: fp32 as they are, Q8_0 blocks (ggml types), or int8
+   codes on groups (nibble int8/int4). Matrices with equal keys share one quantized copy. */
+typedef struct act_key {
+    int kind;      /* 0 fp32, 1 Q8_0 blocks, 2 int8 codes */
+    int64_t K;     /* input features */
+    int64_t ag;    /* kind 2: activation group (elements per scale) */
+    int64_t group; /* kind 2: the weight's group (scales repeated on it; lane sums over it) */
+    int lanes;     /* kind 2: lane sums wanted (lane-ordered matvec) */
+} act_key;
+
+typedef struct act_prep {
+    act_key key;
+    size_t off, row; /* offset in the scratch, bytes per token row */
+    size_t xs_off;   /* kind 2: scales within a row */
+    size_t ls_off;   /* kinds 1, 2: lane sums within a row (nb_act_lanesums*) */
+} act_prep;
+
+static act_key key_of(const nb_qtensor *W) {
+    act_key k = {0, W->cols, 0, 0, 0};
+    if (W->type == NB_QT_Q8_0 || W->type == NB_QT_Q4_0) k.kind = 1;
+    if (W->type == NB_QT_I8 || W->type == NB_QT_I4) {
+        k.kind = 2;
+        k.ag = W->act_group > 0 ? W->act_group : W->group;
+        k.group = W->group;
+        k.lanes = nb_matvec_lanes_ok(W->cols, W->group, W->zeros != NULL);
+    }
+    return k;
+}
+
+static int same_key(const act_key *a, const act_key *b) {
+    return a->kind == b->kind && a->K == b->K && a->ag == b->ag && a->group == b->group && a->lanes == b->lanes;
+}
+
+/* Rows [r0, r0 + nr) of W for every token. */
+static void rows_block(const nb_qtensor *W, const act_prep *p, const uint8_t *abuf, const float *X, int64_t T,
+                       int64_t r0, int64_t nr, float *Y) {
     const int64_t R = W->rows, K = W->cols;
     const size_t rb = nb_qtensor_row_bytes(W->type, K);
     const uint8_t *wd = W->data;
-    const int par = R * K * T > 32768;
     switch (W->type) {
     case NB_QT_F32:
-    case NB_QT_F16: {
-#pragma omp parallel for schedule(static) if (par)
-        for (int64_t r = 0; r < R; r++)
+    case NB_QT_F16:
+        for (int64_t r = r0; r < r0 + nr; r++)
             for (int64_t t = 0; t < T; t++)
                 Y[t * R + r] = W->type == NB_QT_F32 ? nb_dot_f32(K, (const float *)(wd + r * rb), X + t * K)
                                                     : nb_dot_f16(K, (const uint16_t *)(wd + r * rb), X + t * K);
-        return NB_OK;
-    }
+        return;
     case NB_QT_Q8_0:
-    case NB_QT_Q4_0: {
-        const int64_t nb = K / NB_QK;
-        nb_block_q8_0 *xq = scratch(s, (size_t)(T * nb) * sizeof(nb_block_q8_0));
-        if (!xq) return NB_ENOMEM;
-        for (int64_t t = 0; t < T; t++) nb_quantize_act_q8_0(X + t * K, xq + t * nb, K);
-#pragma omp parallel for schedule(static) if (par)
-        for (int64_t r = 0; r < R; r++)
-            for (int64_t t = 0; t < T; t++)
-                Y[t * R + r] = W->type == NB_QT_Q8_0
-                                   ? nb_dot_q8_0_q8_0(K, (const nb_block_q8_0 *)(wd + r * rb), xq + t * nb)
-                                   : nb_dot_q4_0_q8_0(K, (const nb_block_q4_0 *)(wd + r * rb), xq + t * nb);
-        return NB_OK;
-    }
+    case NB_QT_Q4_0:
+        for (int64_t t = 0; t < T; t++) {
+            const nb_block_q8_0 *xq = (const nb_block_q8_0 *)(abuf + t * p->row);
+            const int32_t *ls = (const int32_t *)(abuf + t * p->row + p->ls_off);
+            if (W->type == NB_QT_Q8_0)
+                nb_matvec_q8_0(nr, K, (const nb_block_q8_0 *)(wd + r0 * rb), xq, ls, Y + t * R + r0);
+            else
+                nb_matvec_q4_0(nr, K, (const nb_block_q4_0 *)(wd + r0 * rb), xq, ls, Y + t * R + r0);
+        }
+        return;
     case NB_QT_I8:
     case NB_QT_I4: {
         const int64_t ng = nb_qtensor_ngroups(W);
-        size_t xrow = (size_t)((K + 63) & ~63) + (size_t)ng * 4; /* codes, then scales (16-aligned) */
-        xrow = (xrow + 63) & ~(size_t)63;
-        uint8_t *buf = scratch(s, xrow * (size_t)T);
-        if (!buf) return NB_ENOMEM;
-        const int64_t ag = W->act_group > 0 ? W->act_group : W->group;
-        for (int64_t t = 0; t < T; t++) {
-            float *xs = (float *)(buf + t * xrow + ((K + 63) & ~63));
-            nb_quantize_act_i8(X + t * K, (int8_t *)(buf + t * xrow), xs, K, ag);
-            if (ag != W->group) /* one scale per token (ag == K), repeated for every weight group */
-                for (int64_t g = ng - 1; g >= 0; g--) xs[g] = xs[0];
+        if (p->key.lanes) {
+            for (int64_t t = 0; t < T; t++) {
+                const uint8_t *xb = abuf + t * p->row;
+                const float *xs = (const float *)(xb + p->xs_off);
+                const int32_t *ls = (const int32_t *)(xb + p->ls_off);
+                if (W->type == NB_QT_I8)
+                    nb_matvec_i8_lanes(nr, K, W->group, (const int8_t *)(wd + r0 * rb), W->scales + r0 * ng,
+                                       (const int8_t *)xb, xs, ls, Y + t * R + r0);
+                else
+                    nb_matvec_i4_lanes(nr, K, W->group, wd + r0 * rb, W->scales + r0 * ng, (const int8_t *)xb, xs, ls,
+                                       Y + t * R + r0);
+            }
+            return;
         }
         const nb_dot_i8_fn f8 = nb_dot_i8_i8_pick(K, W->group, W->zeros != NULL);
         const nb_dot_i4_fn f4 = nb_dot_i4_i8_pick(K, W->group, W->zeros != NULL);
-#pragma omp parallel for schedule(static) if (par)
-        for (int64_t r = 0; r < R; r++)
+        for (int64_t r = r0; r < r0 + nr; r++)
             for (int64_t t = 0; t < T; t++) {
-                const int8_t *xq = (const int8_t *)(buf + t * xrow);
-                const float *xs = (const float *)(buf + t * xrow + ((K + 63) & ~63));
+                const int8_t *xq = (const int8_t *)(abuf + t * p->row);
+                const float *xs = (const float *)(abuf + t * p->row + p->xs_off);
                 const int8_t *z = W->zeros ? W->zeros + r * ng : NULL;
                 Y[t * R + r] = W->type == NB_QT_I8
                                    ? f8(K, W->group, (const int8_t *)(wd + r * rb), W->scales + r * ng, z, xq, xs)
                                    : f4(K, W->group, wd + r * rb, W->scales + r * ng, z, xq, xs);
             }
-        return NB_OK;
+        return;
     }
     }
-    return nb_fail(NB_EINVAL, "qmatmul: unknown weight type %d", (int)W->type);
+}
+
+#define QMM_MAX 4   /* matrices per call */
+#define QMM_ROWS 16 /* rows per work item: the kernels run several rows side by side */
+
+/* (runtime.h) Each distinct activation scheme is quantized once, and all rows of all matrices are
+   split between threads in one parallel region (blocks of QMM_ROWS rows, dynamic: a thread that a
+   busy machine delays does not hold up a fixed share). Every row is computed by the same kernel
+   whatever the thread count or schedule, so results do not depend on them. */
+nb_status nb_qmatmul_n(const nb_qtensor *const *W, float *const *Y, int n, const float *X, int64_t T, nb_qstate *s) {
+    if (n < 1 || n > QMM_MAX) return nb_fail(NB_EINVAL, "qmatmul: %d matrices in one call (1..%d)", n, QMM_MAX);
+    act_prep prep[QMM_MAX];
+    int which[QMM_MAX], np = 0;
+    size_t total = 0;
+    int64_t macs = 0;
+    for (int i = 0; i < n; i++) {
+        if (W[i]->type > NB_QT_I4) return nb_fail(NB_EINVAL, "qmatmul: unknown weight type %d", (int)W[i]->type);
+        if (W[i]->cols != W[0]->cols)
+            return nb_fail(NB_EINVAL, "qmatmul: matrices read inputs of %lld and %lld features", (long long)W[0]->cols,
+                           (long long)W[i]->cols);
+        macs += W[i]->rows * W[i]->cols * T;
+        act_key k = key_of(W[i]);
+        int j = 0;
+        while (j < np && !same_key(&prep[j].key, &k)) j++;
+        which[i] = j;
+        if (j < np) continue;
+        act_prep *p = &prep[np++];
+        p->key = k;
+        p->xs_off = p->ls_off = 0;
+        const int64_t K = k.K;
+        if (k.kind == 0) p->row = 0;
+        else if (k.kind == 1) { /* blocks, then their lane sums */
+            p->ls_off = ((size_t)(K / NB_QK) * sizeof(nb_block_q8_0) + 63) & ~(size_t)63;
+            p->row = p->ls_off + (size_t)(K / NB_QK) * 32;
+        }
+        else {
+            const int64_t ng = (K + k.group - 1) / k.group;
+            p->xs_off = (size_t)((K + 63) & ~63);
+            p->ls_off = p->xs_off + (((size_t)ng * 4 + 63) & ~(size_t)63);
+            p->row = (p->ls_off + (k.lanes ? (size_t)ng * 32 : 0) + 63) & ~(size_t)63;
+        }
+        p->off = total;
+        total += p->row * (size_t)T;
+    }
+    uint8_t *buf = total ? scratch(s, total) : NULL;
+    if (total && !buf) return NB_ENOMEM;
+    for (int j = 0; j < np; j++) {
+        const act_prep *p = &prep[j];
+        const int64_t K = p->key.K;
+        uint8_t *b = buf + p->off;
+        if (p->key.kind == 1)
+            for (int64_t t = 0; t < T; t++) {
+                nb_block_q8_0 *xq = (nb_block_q8_0 *)(b + t * p->row);
+                nb_quantize_act_q8_0(X + t * K, xq, K);
+                nb_act_lanesums_q8_0(K, xq, (int32_t *)(b + t * p->row + p->ls_off));
+            }
+        if (p->key.kind == 2) {
+            const int64_t ng = (K + p->key.group - 1) / p->key.group;
+            for (int64_t t = 0; t < T; t++) {
+                int8_t *xq = (int8_t *)(b + t * p->row);
+                float *xs = (float *)(b + t * p->row + p->xs_off);
+                nb_quantize_act_i8(X + t * K, xq, xs, K, p->key.ag);
+                if (p->key.ag != p->key.group) /* one scale per token (ag == K), repeated for every weight group */
+                    for (int64_t g = ng - 1; g >= 0; g--) xs[g] = xs[0];
+                if (p->key.lanes) nb_act_lanesums(K, p->key.group, xq, (int32_t *)(b + t * p->row + p->ls_off));
+            }
+        }
+    }
+    int64_t start[QMM_MAX + 1];
+    start[0] = 0;
+    for (int i = 0; i < n; i++) start[i + 1] = start[i] + (W[i]->rows + QMM_ROWS - 1) / QMM_ROWS;
+    const int64_t items = start[n];
+#pragma omp parallel for schedule(dynamic, 2) if (macs > 32768)
+    for (int64_t it = 0; it < items; it++) {
+        int i = 0;
+        while (it >= start[i + 1]) i++;
+        const int64_t r0 = (it - start[i]) * QMM_ROWS, nr = W[i]->rows - r0 < QMM_ROWS ? W[i]->rows - r0 : QMM_ROWS;
+        const act_prep *p = &prep[which[i]];
+        rows_block(W[i], p, buf ? buf + p->off : NULL, X, T, r0, nr, Y[i]);
+    }
+    return NB_OK;
+}
+
+nb_status nb_qmatmul(const nb_qtensor *W, const float *X, int64_t T, float *Y, nb_qstate *s) {
+    return nb_qmatmul_n(&W, &Y, 1, X, T, s);
 }
 
 /* ---- forward: llama2.c run.c's model, computed with the training ops' row kernels ----
@@ -345,9 +460,11 @@ static nb_status forward_chunk(const nb_qmodel *m, nb_qstate *s, const int32_t *
         for (int b = 0; b < B; b++)
             kk->rmsnorm_fwd(s->xb + (size_t)b * C, s->x + (size_t)b * C, L->attn_norm.data, c->norm_eps, C);
         /* q, k, v for all rows; k and v land in the cache at their positions */
-        NB_TRY(nb_qmatmul(&L->wq, s->xb, B, s->q, s));
-        NB_TRY(nb_qmatmul(&L->wk, s->xb, B, kc + (size_t)pos * kv_dim, s));
-        NB_TRY(nb_qmatmul(&L->wv, s->xb, B, vc + (size_t)pos * kv_dim, s));
+        {
+            const nb_qtensor *W[3] = {&L->wq, &L->wk, &L->wv};
+            float *Y[3] = {s->q, kc + (size_t)pos * kv_dim, vc + (size_t)pos * kv_dim};
+            NB_TRY(nb_qmatmul_n(W, Y, 3, s->xb, B, s)); /* one quantized activation, one parallel region */
+        }
         for (int b = 0; b < B; b++) { /* each head of q, each kv head of k, rotated in place */
             float *rc = s->att, *rs = s->att + hs;
             rope_tables(rc, rs, hs, pos + b, c->rope_theta);
@@ -361,8 +478,11 @@ static nb_status forward_chunk(const nb_qmodel *m, nb_qstate *s, const int32_t *
         /* SwiGLU FFN: w2(silu(w1 x) * w3 x) */
         for (int b = 0; b < B; b++)
             kk->rmsnorm_fwd(s->xb + (size_t)b * C, s->x + (size_t)b * C, L->ffn_norm.data, c->norm_eps, C);
-        NB_TRY(nb_qmatmul(&L->w1, s->xb, B, s->hb, s));
-        NB_TRY(nb_qmatmul(&L->w3, s->xb, B, s->hb2, s));
+        {
+            const nb_qtensor *W[2] = {&L->w1, &L->w3};
+            float *Y[2] = {s->hb, s->hb2};
+            NB_TRY(nb_qmatmul_n(W, Y, 2, s->xb, B, s));
+        }
         kk->swiglu_fwd(s->hb, s->hb, s->hb2, (int64_t)B * H); /* in place: each element read before written */
         NB_TRY(nb_qmatmul(&L->w2, s->hb, B, s->xb, s));
         for (size_t i = 0; i < (size_t)B * C; i++) s->x[i] += s->xb[i];

@@ -166,6 +166,11 @@ nb_status nb_qmodel_forward(const nb_qmodel *m, nb_qstate *s, const int32_t *tok
    OpenMP over output rows. */
 nb_status nb_qmatmul(const nb_qtensor *W, const float *X, int64_t T, float *Y, nb_qstate *s);
 
+/* Y[i] (T, W[i]->rows) = X (T, K) W[i]^T for n (1..4) matrices reading the same input, e.g. wq,
+   wk, wv or w1, w3: the activation is quantized once per scheme and all their rows share one
+   parallel region. Results equal n calls of nb_qmatmul bit for bit. */
+nb_status nb_qmatmul_n(const nb_qtensor *const *W, float *const *Y, int n, const float *X, int64_t T, nb_qstate *s);
+
 /* Greedy (temperature <= 0) or sampled generation after a prompt; out receives up to max_new ids
    (stops early at EOS when stop_at_eos); *n_out set. emit (may be NULL) is called per token. */
 typedef struct nb_gen_opts {

@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "../../core/fp16.h"
+#include "../../core/quant.h"
 #include "../../core/simd.h"
 
 /* SIMD twins (qdot_avx2.c, qdot_avx512.c) */
@@ -27,6 +28,16 @@ float nb_dot_q4_0_q8_0_avx512(int64_t n, const nb_block_q4_0 *w, const nb_block_
 float nb_dot_i4_i8_avx512(int64_t n, int64_t group, const uint8_t *w, const float *ws, const int8_t *wz,
                           const int8_t *x, const float *xs);
 float nb_dot_f32_avx512(int64_t n, const float *w, const float *x);
+void nb_matvec_i8_lanes_avx512(int64_t rows, int64_t n, int64_t group, const int8_t *w, const float *ws,
+                               const int8_t *x, const float *xs, const int32_t *lsum, float *y);
+void nb_matvec_i4_lanes_avx512(int64_t rows, int64_t n, int64_t group, const uint8_t *w, const float *ws,
+                               const int8_t *x, const float *xs, const int32_t *lsum, float *y);
+void nb_matvec_q8_0_avx512(int64_t rows, int64_t n, const nb_block_q8_0 *w, const nb_block_q8_0 *x,
+                           const int32_t *lsum, float *y);
+void nb_matvec_q4_0_avx512(int64_t rows, int64_t n, const nb_block_q4_0 *w, const nb_block_q8_0 *x,
+                           const int32_t *lsum, float *y);
+void nb_quantize_act_i8_avx512(const float *x, int8_t *q, float *s, int64_t n, int64_t group);
+void nb_act_lanesums_avx512(int64_t n, int64_t group, const int8_t *x, int32_t *lsum);
 float nb_dot_i8_i8_lanes_avx512(int64_t n, int64_t group, const int8_t *w, const float *ws, const int8_t *x, const float *xs);
 float nb_dot_i4_i8_lanes_avx512(int64_t n, int64_t group, const uint8_t *w, const float *ws, const int8_t *x, const float *xs);
 #endif
@@ -59,19 +70,23 @@ void nb_quantize_act_i8_ref(const float *x, int8_t *q, float *s, int64_t n, int6
         for (int64_t j = 0; j < len; j++) amax = fmaxf(amax, fabsf(x[g0 + j])), finite &= isfinite(x[g0 + j]);
         float sc = amax / 127.0f;
         s[g] = finite ? sc : NAN;
-        /* exactly the training fake-quant of int8 symmetric restricted activations (core/quant.c:
-           scale amax/127, inv = 1/scale, code = rint(x * inv) half to even, clamped to -127..127) */
-        float inv = sc != 0.0f && finite ? 1.0f / sc : 0.0f;
+        /* the training fake-quant of int8 symmetric restricted activations: scale amax/127, then
+           core/quant.h's rule itself (inv = 1/scale; code = clamp(rint(x * inv), -127, 127)) */
+        float inv = finite ? nb_quant_inv(sc) : 0.0f;
         for (int64_t j = 0; j < len; j++) {
-            float v = rintf(x[g0 + j] * inv);
-            v = v < -127.0f ? -127.0f : v > 127.0f ? 127.0f : v;
+            float v = nb_quant_code(x[g0 + j], inv, 0.0f, -127.0f, 127.0f);
             q[g0 + j] = v == v ? (int8_t)v : 0; /* NaN input (non-finite group): code 0, scale NaN */
         }
     }
 }
 
-/* The i8 quantizer is division-bound and runs once per activation row; it has no SIMD twin. */
 void nb_quantize_act_i8(const float *x, int8_t *q, float *s, int64_t n, int64_t group) {
+#if NB_HAVE_AVX512
+    if (nb_simd_active() >= NB_SIMD_AVX512) {
+        nb_quantize_act_i8_avx512(x, q, s, n, group);
+        return;
+    }
+#endif
     nb_quantize_act_i8_ref(x, q, s, n, group);
 }
 
@@ -351,4 +366,110 @@ nb_dot_i4_fn nb_dot_i4_i8_pick(int64_t n, int64_t group, int has_zeros) {
         return nb_dot_i4_i8_ref;
     }
     return nb_dot_i4_i8;
+}
+
+/* ---- matrix x vector, lane order ---- */
+
+int nb_matvec_lanes_ok(int64_t n, int64_t group, int has_zeros) {
+    return n > 0 && group > 0 && lane_order(n, group, has_zeros ? (const int8_t *)"" : NULL);
+}
+
+void nb_act_lanesums_ref(int64_t n, int64_t group, const int8_t *x, int32_t *lsum) {
+    for (int64_t g0 = 0, g = 0; g0 < n; g0 += group, g++) {
+        int32_t *l = lsum + g * 8;
+        for (int k = 0; k < 8; k++) l[k] = 0;
+        for (int64_t j = 0; j < group; j++) l[(j & 31) >> 2] += x[g0 + j];
+    }
+}
+
+void nb_act_lanesums(int64_t n, int64_t group, const int8_t *x, int32_t *lsum) {
+#if NB_HAVE_AVX512
+    if (nb_simd_has_vnni()) {
+        nb_act_lanesums_avx512(n, group, x, lsum);
+        return;
+    }
+#endif
+    nb_act_lanesums_ref(n, group, x, lsum);
+}
+
+void nb_matvec_i8_lanes_ref(int64_t rows, int64_t n, int64_t group, const int8_t *w, const float *ws,
+                            const int8_t *x, const float *xs, const int32_t *lsum, float *y) {
+    (void)lsum;
+    const int64_t ng = n / group;
+    for (int64_t r = 0; r < rows; r++) y[r] = nb_dot_i8_i8_ref(n, group, w + r * n, ws + r * ng, NULL, x, xs);
+}
+
+void nb_matvec_i4_lanes_ref(int64_t rows, int64_t n, int64_t group, const uint8_t *w, const float *ws,
+                            const int8_t *x, const float *xs, const int32_t *lsum, float *y) {
+    (void)lsum;
+    const int64_t ng = n / group;
+    for (int64_t r = 0; r < rows; r++) y[r] = nb_dot_i4_i8_ref(n, group, w + r * (n / 2), ws + r * ng, NULL, x, xs);
+}
+
+void nb_matvec_i8_lanes(int64_t rows, int64_t n, int64_t group, const int8_t *w, const float *ws, const int8_t *x,
+                        const float *xs, const int32_t *lsum, float *y) {
+#if NB_HAVE_AVX512
+    if (nb_simd_has_vnni()) {
+        nb_matvec_i8_lanes_avx512(rows, n, group, w, ws, x, xs, lsum, y);
+        return;
+    }
+#endif
+    const int64_t ng = n / group;
+    const nb_dot_i8_fn f = nb_dot_i8_i8_pick(n, group, 0);
+    for (int64_t r = 0; r < rows; r++) y[r] = f(n, group, w + r * n, ws + r * ng, NULL, x, xs);
+}
+
+void nb_matvec_i4_lanes(int64_t rows, int64_t n, int64_t group, const uint8_t *w, const float *ws, const int8_t *x,
+                        const float *xs, const int32_t *lsum, float *y) {
+#if NB_HAVE_AVX512
+    if (nb_simd_has_vnni()) {
+        nb_matvec_i4_lanes_avx512(rows, n, group, w, ws, x, xs, lsum, y);
+        return;
+    }
+#endif
+    const int64_t ng = n / group;
+    const nb_dot_i4_fn f = nb_dot_i4_i8_pick(n, group, 0);
+    for (int64_t r = 0; r < rows; r++) y[r] = f(n, group, w + r * (n / 2), ws + r * ng, NULL, x, xs);
+}
+
+/* ---- matrix x vector, ggml blocks ---- */
+
+void nb_act_lanesums_q8_0(int64_t n, const nb_block_q8_0 *x, int32_t *lsum) {
+    for (int64_t b = 0; b < n / NB_QK; b++)
+        for (int k = 0; k < 8; k++)
+            lsum[b * 8 + k] = x[b].qs[4 * k] + x[b].qs[4 * k + 1] + x[b].qs[4 * k + 2] + x[b].qs[4 * k + 3];
+}
+
+void nb_matvec_q8_0_ref(int64_t rows, int64_t n, const nb_block_q8_0 *w, const nb_block_q8_0 *x,
+                        const int32_t *lsum, float *y) {
+    (void)lsum;
+    for (int64_t r = 0; r < rows; r++) y[r] = nb_dot_q8_0_q8_0_ref(n, w + r * (n / NB_QK), x);
+}
+
+void nb_matvec_q4_0_ref(int64_t rows, int64_t n, const nb_block_q4_0 *w, const nb_block_q8_0 *x,
+                        const int32_t *lsum, float *y) {
+    (void)lsum;
+    for (int64_t r = 0; r < rows; r++) y[r] = nb_dot_q4_0_q8_0_ref(n, w + r * (n / NB_QK), x);
+}
+
+void nb_matvec_q8_0(int64_t rows, int64_t n, const nb_block_q8_0 *w, const nb_block_q8_0 *x, const int32_t *lsum,
+                    float *y) {
+#if NB_HAVE_AVX512
+    if (nb_simd_has_vnni()) {
+        nb_matvec_q8_0_avx512(rows, n, w, x, lsum, y);
+        return;
+    }
+#endif
+    for (int64_t r = 0; r < rows; r++) y[r] = nb_dot_q8_0_q8_0(n, w + r * (n / NB_QK), x);
+}
+
+void nb_matvec_q4_0(int64_t rows, int64_t n, const nb_block_q4_0 *w, const nb_block_q8_0 *x, const int32_t *lsum,
+                    float *y) {
+#if NB_HAVE_AVX512
+    if (nb_simd_has_vnni()) {
+        nb_matvec_q4_0_avx512(rows, n, w, x, lsum, y);
+        return;
+    }
+#endif
+    for (int64_t r = 0; r < rows; r++) y[r] = nb_dot_q4_0_q8_0(n, w + r * (n / NB_QK), x);
 }

@@ -63,6 +63,40 @@ typedef float (*nb_dot_i4_fn)(int64_t n, int64_t group, const uint8_t *w, const 
 nb_dot_i8_fn nb_dot_i8_i8_pick(int64_t n, int64_t group, int has_zeros);
 nb_dot_i4_fn nb_dot_i4_i8_pick(int64_t n, int64_t group, int has_zeros);
 
+/* ---- matrix x vector on the lane-ordered paths ----
+   Rows 0..rows-1 of a symmetric int8 / int4 matrix (row r: codes w + r * n bytes for int8,
+   w + r * n / 2 for int4; scales ws + r * ngroups) against one activation row (codes x, scales xs
+   on the weight's groups): y[r] = nb_dot_i8_i8_ref / nb_dot_i4_i8_ref of row r, bit for bit.
+   Only for nb_matvec_lanes_ok shapes (group % 32 == 0, n % group == 0, no zero points). lsum is
+   the activation's lane sums (nb_act_lanesums), computed once per activation row and shared by
+   every matrix that reads it. The AVX-512 VNNI twin runs four rows at a time with vpdpbusd on
+   unsigned weights + offset (the offset's share comes off through lsum). */
+int nb_matvec_lanes_ok(int64_t n, int64_t group, int has_zeros);
+/* lsum[g * 8 + k] = sum of x[g * group + 32 c + 4 k + i] over the group's chunks c and i < 4. */
+void nb_act_lanesums(int64_t n, int64_t group, const int8_t *x, int32_t *lsum);
+void nb_act_lanesums_ref(int64_t n, int64_t group, const int8_t *x, int32_t *lsum);
+void nb_matvec_i8_lanes(int64_t rows, int64_t n, int64_t group, const int8_t *w, const float *ws, const int8_t *x,
+                        const float *xs, const int32_t *lsum, float *y);
+void nb_matvec_i8_lanes_ref(int64_t rows, int64_t n, int64_t group, const int8_t *w, const float *ws,
+                            const int8_t *x, const float *xs, const int32_t *lsum, float *y);
+void nb_matvec_i4_lanes(int64_t rows, int64_t n, int64_t group, const uint8_t *w, const float *ws, const int8_t *x,
+                        const float *xs, const int32_t *lsum, float *y);
+void nb_matvec_i4_lanes_ref(int64_t rows, int64_t n, int64_t group, const uint8_t *w, const float *ws,
+                            const int8_t *x, const float *xs, const int32_t *lsum, float *y);
+
+/* Rows 0..rows-1 of a Q8_0 / Q4_0 matrix (n / 32 blocks per row) against one Q8_0 activation row:
+   y[r] = nb_dot_q8_0_q8_0_ref / nb_dot_q4_0_q8_0_ref of row r, bit for bit. lsum: the lane sums of
+   the activation's codes, 8 per block (nb_act_lanesums_q8_0). */
+void nb_act_lanesums_q8_0(int64_t n, const nb_block_q8_0 *x, int32_t *lsum);
+void nb_matvec_q8_0(int64_t rows, int64_t n, const nb_block_q8_0 *w, const nb_block_q8_0 *x, const int32_t *lsum,
+                    float *y);
+void nb_matvec_q8_0_ref(int64_t rows, int64_t n, const nb_block_q8_0 *w, const nb_block_q8_0 *x,
+                        const int32_t *lsum, float *y);
+void nb_matvec_q4_0(int64_t rows, int64_t n, const nb_block_q4_0 *w, const nb_block_q8_0 *x, const int32_t *lsum,
+                    float *y);
+void nb_matvec_q4_0_ref(int64_t rows, int64_t n, const nb_block_q4_0 *w, const nb_block_q8_0 *x,
+                        const int32_t *lsum, float *y);
+
 /* Exact int32 sums: the building blocks (exposed for tests). */
 int32_t nb_isum_i8(int64_t n, const int8_t *a, const int8_t *b);
 int32_t nb_isum_i8_ref(int64_t n, const int8_t *a, const int8_t *b);

@@ -1,9 +1,13 @@
 /* bench_decode.c: decode speed (tokens/s) of nibble's runtime for fp32 vs int8 vs int4 weights on a
    stories260K-shaped and a 'small' (dim 288, 6 layers, 6 heads, hidden 768, vocab 512) random
    model, 1 and 2 threads. Usage: bench_decode [tokens=256] [reps=3]. Prints one line per case and
-   the speedups over fp32 at the same thread count. */
+   the speedups over fp32 at the same thread count. Optional filters (for profiling one case):
+   bench_decode N REPS SHAPE TYPE THREADS, e.g. `bench_decode 256 5 small int4/g32 1` (fp32 is
+   still run first as the baseline unless a sixth argument `nobase` is given; "all" or a missing
+   argument matches everything). */
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <time.h>
 
 #include "../../core/rng.h"
@@ -14,6 +18,13 @@
 static double now(void) {
     struct timespec t;
     clock_gettime(CLOCK_MONOTONIC, &t);
+    return t.tv_sec + 1e-9 * t.tv_nsec;
+}
+
+/* process CPU time (all threads): with other jobs on the cores, a steadier measure than wall time */
+static double cpu_now(void) {
+    struct timespec t;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
     return t.tv_sec + 1e-9 * t.tv_nsec;
 }
 
@@ -41,15 +52,17 @@ static nb_qmodel *random_model(int dim, int hidden, int layers, int heads, int k
     return m;
 }
 
-/* tokens/s of decoding n tokens one at a time (best of reps) */
-static double decode_tps(const nb_qmodel *m, int n, int reps) {
+/* tokens/s of decoding n tokens one at a time (best of reps); *cpu_us: best CPU microseconds per
+   token (summed over threads) */
+static double decode_tps(const nb_qmodel *m, int n, int reps, double *cpu_us) {
     nb_qstate s;
+    *cpu_us = 0;
     if (nb_qstate_init(&s, m, 1)) return 0;
     float *lg = malloc(sizeof(float) * m->cfg.vocab);
-    double best = 1e30;
+    double best = 1e30, best_cpu = 1e30;
     for (int r = 0; r < reps; r++) {
         int32_t tok = 1;
-        double t0 = now();
+        double t0 = now(), c0 = cpu_now();
         for (int p = 0; p < n; p++) {
             nb_qmodel_forward(m, &s, &tok, 1, p, lg, 0);
             int b = 0;
@@ -57,9 +70,11 @@ static double decode_tps(const nb_qmodel *m, int n, int reps) {
                 if (lg[i] > lg[b]) b = i;
             tok = b;
         }
-        double dt = now() - t0;
+        double dt = now() - t0, dc = cpu_now() - c0;
         if (dt < best) best = dt;
+        if (dc < best_cpu) best_cpu = dc;
     }
+    *cpu_us = 1e6 * best_cpu / n;
     free(lg);
     nb_qstate_free(&s);
     return n / best;
@@ -67,6 +82,8 @@ static double decode_tps(const nb_qmodel *m, int n, int reps) {
 
 int main(int argc, char **argv) {
     int n = argc > 1 ? atoi(argv[1]) : 256, reps = argc > 2 ? atoi(argv[2]) : 3;
+    const char *only_shape = argc > 3 ? argv[3] : "all", *only_type = argc > 4 ? argv[4] : "all";
+    int only_th = argc > 5 ? atoi(argv[5]) : 0, nobase = argc > 6 && !strcmp(argv[6], "nobase");
     struct { const char *name; int dim, hidden, layers, heads, kv; } shapes[] = {
         {"stories260K", 64, 172, 5, 8, 4}, {"small", 288, 768, 6, 6, 6}};
     struct { const char *name; nb_qtype t; int group; } types[] = {
@@ -74,21 +91,24 @@ int main(int argc, char **argv) {
         {"int4/g32", NB_QT_I4, 32}, {"q4_0", NB_QT_Q4_0, 0}};
     printf("simd %s, %d decode tokens, best of %d\n", nb_simd_name(nb_simd_active()), n, reps);
     for (size_t s = 0; s < sizeof shapes / sizeof *shapes; s++) {
+        if (strcmp(only_shape, "all") && strcmp(only_shape, shapes[s].name)) continue;
         nb_qmodel *m = random_model(shapes[s].dim, shapes[s].hidden, shapes[s].layers, shapes[s].heads, shapes[s].kv, 512,
                                     n + 1);
         for (int th = 1; th <= 2; th++) {
+            if (only_th && th != only_th) continue;
             nb_threads_set(th);
-            double base = 0;
+            double base = 0, base_cpu = 0;
             for (size_t t = 0; t < sizeof types / sizeof *types; t++) {
+                if ((t || nobase) && strcmp(only_type, "all") && strcmp(only_type, types[t].name)) continue;
                 nb_qmodel *q;
                 if (nb_qmodel_quantize(m, types[t].t, types[t].group, NB_QT_F32, &q)) {
                     fprintf(stderr, "%s\n", nb_errmsg());
                     return 2;
                 }
-                double tps = decode_tps(q, n, reps);
-                if (t == 0) base = tps;
-                printf("%-12s threads %d  %-9s %9.1f tok/s  %.2fx fp32\n", shapes[s].name, th, types[t].name, tps,
-                       tps / base);
+                double cpu = 0, tps = decode_tps(q, n, reps, &cpu);
+                if (t == 0 || base == 0) base = tps, base_cpu = cpu;
+                printf("%-12s threads %d  %-9s %9.1f tok/s  %.2fx fp32   cpu %7.1f us/tok  %.2fx\n", shapes[s].name, th,
+                       types[t].name, tps, tps / base, cpu, base_cpu / cpu);
                 nb_qmodel_free(q);
             }
         }
