@@ -432,7 +432,10 @@ static nb_status attention(const nb_qconfig *c, nb_qstate *s, int B, int pos, co
     float *scr = scratch(s, per * (size_t)c->n_heads * sizeof(float));
     if (!scr) return NB_ENOMEM;
     const nb_attn_kernels *ak = nb_attn();
-#pragma omp parallel for schedule(static) if (B * c->n_heads > 8)
+    /* heads in parallel once the work (rows x keys x head dim, all heads) outweighs a fork/join:
+       a decode step over a long context is worth splitting; each head's bits do not depend on it */
+    const int par = c->n_heads > 1 && (double)B * (pos + B) * hs * c->n_heads >= 8192.0;
+#pragma omp parallel for schedule(static) if (par)
     for (int h = 0; h < c->n_heads; h++) {
         const int kvo = (h / kv_mul) * hs;
         nb_attn_forward_rows(ak, s->q + h * hs, C, kc + kvo, vc + kvo, kv_dim, out + h * hs, C, pos, B, hs, NULL, NULL,
