@@ -353,7 +353,7 @@ nb_status nb_qmatmul_n(const nb_qtensor *const *W, float *const *Y, int n, const
     for (int j = 0; j < np; j++) {
         const act_prep *p = &prep[j];
         const int64_t K = p->key.K;
-        uint8_t *b = buf + p->off;
+        uint8_t *b = buf ? buf + p->off : NULL; /* no buffer when no input is quantized (F32/F16 weights) */
         if (p->key.kind == 1)
             for (int64_t t = 0; t < T; t++) {
                 nb_block_q8_0 *xq = (nb_block_q8_0 *)(b + t * p->row);
