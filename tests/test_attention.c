@@ -257,9 +257,10 @@ END_TEST
    (one call, one row per call as in decode, chunks of 5 from an offset as in a prefill), match
    nb_attention's forward, and are the same at every SIMD level */
 START_TEST(test_forward_rows_any_split) {
-    static const int64_t shapes[][4] = {{40, 2, 1, 8}, {70, 3, 3, 48}, {33, 2, 2, 64}, {9, 1, 1, 5}}; /* T, nh, nkv, H */
+    /* T, nh, nkv, H; one row per call takes the decode path (forward_one_row: keys 32 at a time) */
+    static const int64_t shapes[][4] = {{40, 2, 1, 8}, {70, 3, 3, 48}, {33, 2, 2, 64}, {9, 1, 1, 5}, {130, 4, 2, 16}};
     nb_simd_level top = nb_simd_detect();
-    for (int s = 0; s < 4; s++) {
+    for (int s = 0; s < 5; s++) {
         int64_t T = shapes[s][0], NH = shapes[s][1], NKV = shapes[s][2], H = shapes[s][3];
         env e;
         env_init(&e);

@@ -129,10 +129,42 @@ int64_t nb_attn_kept_at(int64_t t0) { return TQ * TQ * (t0 / TQ) * (t0 / TQ + 1)
 /* Query blocks of TQ from pos. Every product is a chain per output element, and the chains of
    row t only add exact zeros past key t, so where the blocks start does not matter. With the head
    dim under one vector, P^T V runs transposed ((H, TQ), vectorised over queries): the same chains. */
+/* One query row at position t (decode): the arithmetic of the strips below for that row, without
+   their 31 idle queries. Scores s_j = fma chain over d of qs[d] k_j[d] (the strip's chain with the
+   operands of each fma swapped, the same bits), the keys transposed 32 at a time (load_t, times
+   1.0f: exact); max in j order; e_j = nb_attn_exp(s_j - mx); l summed in j order from 0; o[d] =
+   (fma chain over j of e_j v_j[d]) * (1 / l). Scratch: 2 nk + (H + 1) TQ floats, within
+   nb_attn_scratch_floats. */
+static void forward_one_row(const nb_attn_kernels *kk, const float *q, const float *k, const float *v, int64_t ldkv,
+                            float *o, int64_t t, int64_t H, float scale, float *lse, float *scratch) {
+    const int64_t nk = t + 1;
+    float *sc = scratch, *e = sc + nk, *Kt = e + nk, *qs = Kt + H * TQ;
+    for (int64_t d = 0; d < H; d++) qs[d] = q[d] * scale;
+    for (int64_t j0 = 0; j0 < nk; j0 += TQ) {
+        int64_t m = nk - j0 < TQ ? nk - j0 : TQ;
+        kk->load_t(Kt, k + j0 * ldkv, ldkv, H, m, 1.0f);
+        kk->mm(0, 1, m, H, qs, H, Kt, TQ, sc + j0, m, 0);
+    }
+    float mx = -INFINITY;
+    for (int64_t j = 0; j < nk; j++) mx = mx > sc[j] ? mx : sc[j];
+    for (int64_t j = 0; j < nk; j++) sc[j] -= mx;
+    kk->exp(e, sc, nk);
+    float l = 0.0f;
+    for (int64_t j = 0; j < nk; j++) l += e[j];
+    kk->mm(0, 1, H, nk, e, nk, v, ldkv, o, H, 0);
+    float il = 1.0f / l;
+    for (int64_t d = 0; d < H; d++) o[d] *= il;
+    if (lse) *lse = mx + logf(l);
+}
+
 void nb_attn_forward_rows(const nb_attn_kernels *kk, const float *q, int64_t ldq, const float *k, const float *v,
                           int64_t ldkv, float *o, int64_t ldo, int64_t pos, int64_t n, int64_t H, float *lse,
                           float *keep, float *scratch) {
     float scale = 1.0f / sqrtf((float)H);
+    if (n == 1 && !keep) { /* decode: one row */
+        forward_one_row(kk, q, k, v, ldkv, o, pos, H, scale, lse, scratch);
+        return;
+    }
     int sh = H < kk->lanes;
     float *Qt = scratch + (pos + n) * TQ, *Ot = Qt + H * TQ, *mx = Ot + H * TQ, *il = mx + TQ;
     for (int64_t b0 = 0; b0 < n; b0 += TQ) {

@@ -80,7 +80,9 @@ void nb_attn_over_queries(const nb_attn_kernels *kk, const float *A, const float
    rows are split between calls (prefill vs one-row decode) nor on the SIMD level. This is
    nb_attention's forward per (batch, head). lse may be NULL. keep (pos == 0 only): where to
    write the normalised probability strips for nb_attention's backward (nb_attn_kept_at), or
-   NULL. scratch: nb_attn_scratch_floats(pos + n, H) floats, not shared between threads. */
+   NULL. scratch: nb_attn_scratch_floats(pos + n, H) floats, not shared between threads.
+   One row without keep (decode) skips the 32-query strips: keys 32 at a time against that row,
+   the same bits (tests/test_attention.c, tests/test_exact.c). */
 void nb_attn_forward_rows(const nb_attn_kernels *kk, const float *q, int64_t ldq, const float *k, const float *v,
                           int64_t ldkv, float *o, int64_t ldo, int64_t pos, int64_t n, int64_t H, float *lse,
                           float *keep, float *scratch);
