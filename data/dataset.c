@@ -263,8 +263,17 @@ static char *prepare_key(const nb_prepare_opts *o) {
     return k;
 }
 
-static nb_status write_file(const char *path, const nb_prepare_opts *o, const nb_tokenizer *tok, const int32_t *ids,
-                            int64_t n_train, int64_t n_val, int64_t d_train, int64_t d_val, double frac) {
+/* What a token dataset file says about where its tokens came from (root attributes). */
+typedef struct file_meta {
+    const char *tokenizer_spec, *key, *val_source;
+    const char *const *sources;
+    int n_sources;
+    double val_fraction;
+} file_meta;
+
+/* The one writer of a token dataset: attributes, the two splits, the tokenizer group. */
+static nb_status write_file(const char *path, const file_meta *m, const nb_tokenizer *tok, const int32_t *tr,
+                            int64_t n_tr, int64_t d_tr, const int32_t *va, int64_t n_va, int64_t d_va) {
     hid_t f;
     H5E_BEGIN_TRY { f = H5Fcreate(path, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT); }
     H5E_END_TRY;
@@ -273,17 +282,15 @@ static nb_status write_file(const char *path, const nb_prepare_opts *o, const nb
     nb_status st = nb_h5io_put_str(f, "format", FORMAT_NAME);
     if (!st) st = nb_h5io_put_i64(f, "format_version", NB_DATASET_VERSION);
     if (!st) st = nb_h5io_put_str(f, "tokenizer", nb_tokenizer_kind_name(nb_tokenizer_kind(tok)));
-    if (!st) st = nb_h5io_put_str(f, "tokenizer_spec", o->tok ? "(given)" : o->tokenizer);
-    char *key = prepare_key(o);
-    if (!st) st = key ? nb_h5io_put_str(f, "prepare_key", key) : nb_fail(NB_ENOMEM, "out of memory");
-    nb_free(key);
+    if (!st) st = nb_h5io_put_str(f, "tokenizer_spec", m->tokenizer_spec);
+    if (!st) st = nb_h5io_put_str(f, "prepare_key", m->key);
     if (!st) st = nb_h5io_put_i64(f, "vocab_size", V);
     if (!st) st = nb_h5io_put_i64(f, "bos", nb_tokenizer_bos(tok));
-    if (!st) st = nb_h5io_put_strs(f, "sources", o->train, o->n_train);
-    if (!st) st = nb_h5io_put_str(f, "val_source", o->val && o->val[0] ? o->val : "");
-    if (!st) st = nb_h5io_put_f64(f, "val_fraction", frac);
-    if (!st) st = write_split(f, "train", ids, n_train, d_train, V);
-    if (!st) st = write_split(f, "val", ids + n_train, n_val, d_val, V);
+    if (!st) st = nb_h5io_put_strs(f, "sources", m->sources, m->n_sources);
+    if (!st) st = nb_h5io_put_str(f, "val_source", m->val_source);
+    if (!st) st = nb_h5io_put_f64(f, "val_fraction", m->val_fraction);
+    if (!st) st = write_split(f, "train", tr, n_tr, d_tr, V);
+    if (!st) st = write_split(f, "val", va, n_va, d_va, V);
     if (!st) {
         hid_t g;
         H5E_BEGIN_TRY { g = H5Gcreate2(f, "tokenizer", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT); }
@@ -381,21 +388,18 @@ nb_status nb_dataset_prepare(const nb_prepare_opts *o, const char *out_path, nb_
         }
         n_val = tr.n - n_train;
     }
-    /* train and val tokens contiguous in one buffer for the writer */
-    if (has_val && va.n) {
-        int32_t *all = nb_realloc(tr.ids, sizeof(int32_t) * (size_t)(tr.n + va.n));
-        if (!all) {
-            st = nb_fail(NB_ENOMEM, "prepare: out of memory");
-            goto done;
-        }
-        memcpy(all + tr.n, va.ids, sizeof(int32_t) * (size_t)va.n);
-        tr.ids = all;
-    }
-
     /* write to a temp file, then rename: a half-written dataset is never left under out_path */
     char tmp_path[4096];
     snprintf(tmp_path, sizeof tmp_path, "%s.tmp%ld", out_path, (long)getpid());
-    st = write_file(tmp_path, o, tok, tr.ids, n_train, n_val, d_train, d_val, frac);
+    char *key = prepare_key(o);
+    if (!key) st = nb_fail(NB_ENOMEM, "out of memory");
+    else {
+        file_meta m = {o->tok ? "(given)" : o->tokenizer, key, o->val && o->val[0] ? o->val : "",
+                       (const char *const *)o->train, o->n_train, frac};
+        const int32_t *val_ids = has_val ? va.ids : tr.ids + n_train; /* a separate file, or train's tail */
+        st = write_file(tmp_path, &m, tok, tr.ids, n_train, d_train, val_ids, n_val, d_val);
+        nb_free(key);
+    }
     if (!st && rename(tmp_path, out_path) != 0) st = nb_fail(NB_EIO, "rename to %s: %s", out_path, strerror(errno));
     if (st) {
         unlink(tmp_path);
@@ -430,39 +434,10 @@ nb_status nb_dataset_write_tokens(const char *path, const nb_tokenizer *tok, con
                                   const nb_tokens *val, const char *source, const char *key) {
     char tmp[4096];
     snprintf(tmp, sizeof tmp, "%s.tmp-%ld", path, (long)getpid());
-    hid_t f;
-    H5E_BEGIN_TRY { f = H5Fcreate(tmp, H5F_ACC_TRUNC, H5P_DEFAULT, H5P_DEFAULT); }
-    H5E_END_TRY;
-    if (f < 0) return nb_fail(NB_EIO, "cannot create %s (does the folder exist and is it writable?)", tmp);
-    int V = nb_tokenizer_vocab(tok);
     static const nb_tokens none = {0};
     if (!val) val = &none;
-    nb_status st = nb_h5io_put_str(f, "format", FORMAT_NAME);
-    if (!st) st = nb_h5io_put_i64(f, "format_version", NB_DATASET_VERSION);
-    if (!st) st = nb_h5io_put_str(f, "tokenizer", nb_tokenizer_kind_name(nb_tokenizer_kind(tok)));
-    if (!st) st = nb_h5io_put_str(f, "tokenizer_spec", "(given)");
-    if (!st) st = nb_h5io_put_str(f, "prepare_key", key ? key : "");
-    if (!st) st = nb_h5io_put_i64(f, "vocab_size", V);
-    if (!st) st = nb_h5io_put_i64(f, "bos", nb_tokenizer_bos(tok));
-    if (!st) st = nb_h5io_put_strs(f, "sources", &source, 1);
-    if (!st) st = nb_h5io_put_str(f, "val_source", "");
-    if (!st) st = nb_h5io_put_f64(f, "val_fraction", 0.0);
-    if (!st) st = write_split(f, "train", train->ids, train->n, train->n_docs, V);
-    if (!st) st = write_split(f, "val", val->ids, val->n, val->n_docs, V);
-    if (!st) {
-        hid_t g;
-        H5E_BEGIN_TRY { g = H5Gcreate2(f, "tokenizer", H5P_DEFAULT, H5P_DEFAULT, H5P_DEFAULT); }
-        H5E_END_TRY;
-        if (g < 0) st = nb_fail(NB_EIO, "creating group /tokenizer failed");
-        else {
-            st = nb_tokenizer_save_h5(tok, g);
-            H5Gclose(g);
-        }
-    }
-    herr_t r;
-    H5E_BEGIN_TRY { r = H5Fclose(f); }
-    H5E_END_TRY;
-    if (!st && r < 0) st = nb_fail(NB_EIO, "closing %s failed (disk full?)", tmp);
+    file_meta m = {"(given)", key ? key : "", "", &source, 1, 0.0};
+    nb_status st = write_file(tmp, &m, tok, train->ids, train->n, train->n_docs, val->ids, val->n, val->n_docs);
     if (!st && rename(tmp, path) != 0) st = nb_fail(NB_EIO, "rename to %s: %s", path, strerror(errno));
     if (st) {
         unlink(tmp);
