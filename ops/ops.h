@@ -41,6 +41,10 @@ nb_tensor *nb_layernorm(nb_tape *t, nb_tensor *x, nb_tensor *w, nb_tensor *b, fl
 /* x (B, T, nh, H): rotate pairs (2i, 2i+1) of each head by angle (pos0 + t) * theta^(-2i/H),
    as llama2.c's run.c does. */
 nb_tensor *nb_rope(nb_tape *t, nb_tensor *x, float theta, int64_t pos0);
+/* The tables nb_rope multiplies with, (T, H) each, for positions pos0..pos0+T-1: c = cos, s = the
+   signed sin of the forward rotation, si (may be NULL) = that of the inverse. The integer runtime
+   uses them too, so both rotate with the same bits. */
+void nb_rope_tables(float *c, float *s, float *si, int64_t T, int64_t H, float theta, int64_t pos0);
 
 /* ---- activation.c ---- */
 nb_tensor *nb_silu(nb_tape *t, nb_tensor *x);

@@ -13,7 +13,7 @@
    so that the kernel's y = x c + swap_pairs(x) s is
      y[2i] = x[2i] cos - x[2i+1] sin,  y[2i+1] = x[2i] sin + x[2i+1] cos.
    The inverse rotation (backward) uses -s. */
-static void tables(float *c, float *s, float *si, int64_t T, int64_t H, float theta, int64_t pos0) {
+void nb_rope_tables(float *c, float *s, float *si, int64_t T, int64_t H, float theta, int64_t pos0) {
     for (int64_t t = 0; t < T; t++)
         for (int64_t j = 0; j < H; j += 2) {
             float freq = 1.0f / powf(theta, (float)j / (float)H);
@@ -23,8 +23,7 @@ static void tables(float *c, float *s, float *si, int64_t T, int64_t H, float th
             c[o] = c[o + 1] = fcr;
             s[o] = -fci;
             s[o + 1] = fci;
-            si[o] = fci;
-            si[o + 1] = -fci;
+            if (si) si[o] = fci, si[o + 1] = -fci;
         }
 }
 
@@ -91,7 +90,7 @@ nb_tensor *nb_rope(nb_tape *t, nb_tensor *x, float theta, int64_t pos0) {
     n->p[2] = c + 2 * T * H;
     n->f[0] = theta;
     n->i[0] = pos0;
-    if (fresh) tables(n->p[0], n->p[1], n->p[2], T, H, theta, pos0);
+    if (fresh) nb_rope_tables(n->p[0], n->p[1], n->p[2], T, H, theta, pos0);
     rope_forward(n);
     return y;
 }

@@ -11,6 +11,7 @@
 #include "../core/rng.h"
 #include "../data/tokenizer.h"
 #include "../ops/kernels/attn.h"
+#include "../ops/ops.h"
 #include "../ops/kernels/qdot.h"
 #include "../ops/kernels/vec.h"
 
@@ -408,19 +409,6 @@ static void softmax(float *x, int n) {
     for (int i = 0; i < n; i++) x[i] /= sum;
 }
 
-/* RoPE tables of position p as ops/rope.c builds them: per pair (j, j+1) of a head of hs lanes,
-   freq = 1 / theta^(j/hs), c = cos(p freq) twice, s = (-sin, +sin) */
-static void rope_tables(float *c, float *s, int hs, int p, float theta) {
-    for (int j = 0; j < hs; j += 2) {
-        float freq = 1.0f / powf(theta, (float)j / (float)hs);
-        float val = (float)p * freq;
-        float fcr = cosf(val), fci = sinf(val);
-        c[j] = c[j + 1] = fcr;
-        s[j] = -fci;
-        s[j + 1] = fci;
-    }
-}
-
 /* Causal attention of rows pos..pos+B-1 over keys 0..pos+B-1 (kc, vc: (seq, kv_dim) of this layer),
    out (B, C): per head, nb_attn_forward_rows, the function nb_attention's forward runs per (batch,
    head) (ops/kernels/attn.h). A row's bits depend only on its own keys, not on the chunking
@@ -470,7 +458,7 @@ static nb_status forward_chunk(const nb_qmodel *m, nb_qstate *s, const int32_t *
         }
         for (int b = 0; b < B; b++) { /* each head of q, each kv head of k, rotated in place */
             float *rc = s->att, *rs = s->att + hs;
-            rope_tables(rc, rs, hs, pos + b, c->rope_theta);
+            nb_rope_tables(rc, rs, NULL, 1, hs, c->rope_theta, pos + b);
             for (int h = 0; h < c->n_heads; h++) kk->rope(s->q + (size_t)b * C + h * hs, s->q + (size_t)b * C + h * hs, rc, rs, hs, 0);
             float *kr = kc + (size_t)(pos + b) * kv_dim;
             for (int h = 0; h < c->n_kv_heads; h++) kk->rope(kr + h * hs, kr + h * hs, rc, rs, hs, 0);
