@@ -104,37 +104,10 @@ static void rope_ref(float *y, const float *x, const float *c, const float *s, i
     }
 }
 
-static void gemv_t_ref(float *y, const float *A, int64_t lda, const float *x, int64_t rows, int64_t n) {
-    for (int64_t j = 0; j < n; j++) {
-        float s = 0.0f;
-        for (int64_t r = 0; r < rows; r++) s += x[r] * A[r * lda + j];
-        y[j] = s;
-    }
-}
-
-static void mm_ref(int ta, int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda, const float *B,
-                   int64_t ldb, float *C, int64_t ldc, int acc) {
-    for (int64_t i = 0; i < M; i++)
-        for (int64_t j = 0; j < N; j++) {
-            float s = 0.0f;
-            for (int64_t k = 0; k < K; k++) s += (ta ? A[k * lda + i] : A[i * lda + k]) * B[k * ldb + j];
-            C[i * ldc + j] = acc ? C[i * ldc + j] + alpha * s : alpha * s;
-        }
-}
-
-static void mm_nt_ref(int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda, const float *B,
-                      int64_t ldb, float *C, int64_t ldc, int acc) {
-    for (int64_t i = 0; i < M; i++)
-        for (int64_t j = 0; j < N; j++) {
-            float s = dot_ref(A + i * lda, B + j * ldb, K);
-            C[i * ldc + j] = acc ? C[i * ldc + j] + alpha * s : alpha * s;
-        }
-}
-
 const nb_vec_kernels nb_vec_ref = {
     "scalar",       dot_ref,        axpy_ref,       scal_ref,        max_ref,        expsum_ref,
     softmax_bwd_ref, mul_sub_ref,   xent_bwd_ref,   rmsnorm_fwd_ref, rmsnorm_bwd_ref, silu_fwd_ref,
-    silu_bwd_ref,   swiglu_fwd_ref, swiglu_bwd_ref, rope_ref,        gemv_t_ref,      mm_ref,          mm_nt_ref,
+    silu_bwd_ref,   swiglu_fwd_ref, swiglu_bwd_ref, rope_ref,
 };
 
 static const nb_vec_kernels *table(nb_simd_level l) {

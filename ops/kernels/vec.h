@@ -44,17 +44,6 @@ typedef struct nb_vec_kernels {
     /* rotation of interleaved pairs: y[2i] (+)= x[2i] c[2i] + x[2i+1] s[2i],
        y[2i+1] (+)= x[2i+1] c[2i+1] + x[2i] s[2i+1]; n even; acc: add into y instead of storing */
     void (*rope)(float *y, const float *x, const float *c, const float *s, int64_t n, int acc);
-    /* y[j] = sum_r x[r] A[r * lda + j] for j < n (A^T x over `rows` rows of A) */
-    void (*gemv_t)(float *y, const float *A, int64_t lda, const float *x, int64_t rows, int64_t n);
-    /* small single-thread GEMM for attention tiles, register-blocked (no packing):
-       C (M, N) = [C +] alpha op(A) B, op(A) = A (M, K) row stride lda, or A^T with A stored
-       (K, M) when ta; B (K, N) row stride ldb; acc: add into C instead of storing */
-    void (*mm)(int ta, int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda, const float *B,
-               int64_t ldb, float *C, int64_t ldc, int acc);
-    /* the dot-product form for a long K and small M, N: C (M, N) = [C +] alpha A B^T with A (M, K)
-       and B (N, K), both with rows contiguous along K */
-    void (*mm_nt)(int64_t M, int64_t N, int64_t K, float alpha, const float *A, int64_t lda, const float *B,
-                  int64_t ldb, float *C, int64_t ldc, int acc);
 } nb_vec_kernels;
 
 extern const nb_vec_kernels nb_vec_ref;
