@@ -180,7 +180,7 @@ nb_status nb_qstate_init(nb_qstate *s, const nb_qmodel *m, int max_batch) {
     s->q = nb_calloc(B * c->dim, 4);
     s->hb = nb_calloc(B * c->hidden_dim, 4);
     s->hb2 = nb_calloc(B * c->hidden_dim, 4);
-    s->att = nb_calloc(B * c->n_heads * (size_t)c->seq_len, 4);
+    s->att = nb_calloc(2 * (size_t)(c->dim / c->n_heads), 4); /* the RoPE tables (cos, sin) of one position */
     s->key_cache = nb_calloc((size_t)c->n_layers * c->seq_len * kv, 4);
     s->value_cache = nb_calloc((size_t)c->n_layers * c->seq_len * kv, 4);
     if (!s->x || !s->xb || !s->xb2 || !s->q || !s->hb || !s->hb2 || !s->att || !s->key_cache || !s->value_cache) {

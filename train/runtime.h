@@ -147,7 +147,7 @@ typedef struct nb_qstate {
     float *x, *xb, *xb2;  /* (B, C) */
     float *hb, *hb2;      /* (B, hidden) */
     float *q;             /* (B, C) */
-    float *att;           /* (B, n_heads, seq_len) */
+    float *att;           /* (2, head size): RoPE cos and sin tables of the position being rotated */
     float *key_cache;     /* (L, seq_len, kv_dim) */
     float *value_cache;   /* (L, seq_len, kv_dim) */
     void *qbuf;           /* quantized activations */
