@@ -6,6 +6,7 @@
    exact linears (linear_exact.h) and the integer runtime on the export (nb_export_build) give
    identical logits, at every SIMD level, prefilled in chunks or decoded token by token. */
 #include <math.h>
+#include <stdio.h>
 #include <string.h>
 
 #include "../core/fp16.h"
@@ -250,7 +251,36 @@ START_TEST(test_exact_int4_acts) {
 }
 END_TEST
 
+/* a model big enough for the decode step's threads (forward_token: one parallel region per token,
+   each thread owning a share of the heads and rows): 2 threads give the 1-thread bits, equal to
+   the prefill's and the tape's. 3 kv heads split 1 + 2; a hidden size that is not a multiple of
+   the row blocks. */
+START_TEST(test_exact_threaded_decode) {
+    static const struct { int hidden; const char *what, *w; int type; } cases[] = {
+        {992, "int4 g32", "{match: \"*\", bits: 4, granularity: group, group_size: 32}", NB_QT_I4},
+        {1000, "int8 channel", "{match: \"*\", bits: 8, granularity: channel}", NB_QT_I8}};
+    const int keep = nb_threads_get();
+    for (int i = 0; i < 2; i++) {
+        char y[512], what[64];
+        snprintf(y, sizeof y,
+                 "quant:\n  enabled: true\n  weights:\n    - %s\n"
+                 "  activations:\n    - {match: \"*\", bits: 8, granularity: token, restrict_range: true}\n",
+                 cases[i].w);
+        tiny t;
+        tiny_make(&t, 192, cases[i].hidden, 6, 3, y);
+        for (int th = 1; th <= 2; th++) {
+            nb_threads_set(th);
+            snprintf(what, sizeof what, "%s, %d thread(s)", cases[i].what, th);
+            check_exact(&t, what, cases[i].type);
+        }
+        tiny_free(&t);
+    }
+    nb_threads_set(keep);
+}
+END_TEST
+
 NB_SUITE("exact") {
+    tcase_add_test(tc, test_exact_threaded_decode);
     tcase_add_test(tc, test_act_quantizers_identical);
     tcase_add_test(tc, test_exact_q4_0_preset);
     tcase_add_test(tc, test_exact_int4_acts);

@@ -3,6 +3,7 @@
 #include "runtime.h"
 
 #include <math.h>
+#include <omp.h>
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -314,18 +315,17 @@ static void rows_block(const nb_qtensor *W, const act_prep *p, const uint8_t *ab
    split between threads in one parallel region (blocks of QMM_ROWS rows, dynamic: a thread that a
    busy machine delays does not hold up a fixed share). Every row is computed by the same kernel
    whatever the thread count or schedule, so results do not depend on them. */
-nb_status nb_qmatmul_n(const nb_qtensor *const *W, float *const *Y, int n, const float *X, int64_t T, nb_qstate *s) {
-    if (n < 1 || n > QMM_MAX) return nb_fail(NB_EINVAL, "qmatmul: %d matrices in one call (1..%d)", n, QMM_MAX);
-    act_prep prep[QMM_MAX];
-    int which[QMM_MAX], np = 0;
-    size_t total = 0;
-    int64_t macs = 0;
+/* Plan the activation copies n matrices want: prep[0..np) (one per distinct scheme), which[i] the
+   copy matrix i reads; *total: bytes for T rows of all copies. */
+static nb_status plan_acts(const nb_qtensor *const *W, int n, int64_t T, act_prep *prep, int *which, int *n_prep,
+                           size_t *total) {
+    int np = 0;
+    *total = 0;
     for (int i = 0; i < n; i++) {
         if (W[i]->type > NB_QT_I4) return nb_fail(NB_EINVAL, "qmatmul: unknown weight type %d", (int)W[i]->type);
         if (W[i]->cols != W[0]->cols)
             return nb_fail(NB_EINVAL, "qmatmul: matrices read inputs of %lld and %lld features", (long long)W[0]->cols,
                            (long long)W[i]->cols);
-        macs += W[i]->rows * W[i]->cols * T;
         act_key k = key_of(W[i]);
         int j = 0;
         while (j < np && !same_key(&prep[j].key, &k)) j++;
@@ -346,11 +346,15 @@ nb_status nb_qmatmul_n(const nb_qtensor *const *W, float *const *Y, int n, const
             p->ls_off = p->xs_off + (((size_t)ng * 4 + 63) & ~(size_t)63);
             p->row = (p->ls_off + (k.lanes ? (size_t)ng * 32 : 0) + 63) & ~(size_t)63;
         }
-        p->off = total;
-        total += p->row * (size_t)T;
+        p->off = *total;
+        *total += p->row * (size_t)T;
     }
-    uint8_t *buf = total ? scratch(s, total) : NULL;
-    if (total && !buf) return NB_ENOMEM;
+    *n_prep = np;
+    return NB_OK;
+}
+
+/* Quantize the T rows of X into every planned copy (buf: NULL when no copy holds bytes). */
+static void quantize_acts(const act_prep *prep, int np, const float *X, int64_t T, uint8_t *buf) {
     for (int j = 0; j < np; j++) {
         const act_prep *p = &prep[j];
         const int64_t K = p->key.K;
@@ -373,6 +377,20 @@ nb_status nb_qmatmul_n(const nb_qtensor *const *W, float *const *Y, int n, const
             }
         }
     }
+}
+
+nb_status nb_qmatmul_n(const nb_qtensor *const *W, float *const *Y, int n, const float *X, int64_t T, nb_qstate *s) {
+    if (n < 1 || n > QMM_MAX) return nb_fail(NB_EINVAL, "qmatmul: %d matrices in one call (1..%d)", n, QMM_MAX);
+    act_prep prep[QMM_MAX];
+    int which[QMM_MAX];
+    int np = 0;
+    size_t total = 0;
+    NB_TRY(plan_acts(W, n, T, prep, which, &np, &total));
+    int64_t macs = 0;
+    for (int i = 0; i < n; i++) macs += W[i]->rows * W[i]->cols * T;
+    uint8_t *buf = total ? scratch(s, total) : NULL;
+    if (total && !buf) return NB_ENOMEM;
+    quantize_acts(prep, np, X, T, buf);
     int64_t start[QMM_MAX + 1];
     start[0] = 0;
     for (int i = 0; i < n; i++) start[i + 1] = start[i] + (W[i]->rows + QMM_ROWS - 1) / QMM_ROWS;
@@ -483,11 +501,160 @@ static nb_status forward_chunk(const nb_qmodel *m, nb_qstate *s, const int32_t *
     return nb_qmatmul(&m->classifier, s->xb + (size_t)b0 * C, B - b0, logits, s);
 }
 
+/* ---- one-token decode: one parallel region per token ----
+   A decode step is some 30 small matvecs; a fork/join per matvec (nb_qmatmul_n) costs more than
+   the second thread gains, so the whole token runs in one region. Each thread computes the cheap
+   row-wise steps (RMSNorm, activation quantization) itself into its own buffers from the shared
+   residual stream, owns a fixed contiguous share of every matrix's rows (whole heads for q, k, v,
+   which it also rotates; blocks of QMM_ROWS rows for the rest, whose residual adds and SwiGLU it
+   also does), and the threads meet at a barrier only where a step reads what another thread
+   wrote: 5 per layer. Every value is computed by the same kernel as in forward_chunk, so the
+   bits equal a prefill's (tests/test_exact.c) whatever the thread count. */
+
+typedef struct tok_plan {
+    act_prep prep[3];
+    int which[3], np;
+    size_t bytes;
+} tok_plan;
+
+static void share(int64_t n, int t, int nt, int64_t *a, int64_t *b) { /* contiguous share t of n units */
+    *a = n * t / nt;
+    *b = n * (t + 1) / nt;
+}
+
+/* rows [a, b) of W (b - a > 0) for the one activation row of the plan's copy; the kernels are
+   called on blocks of QMM_ROWS rows as nb_qmatmul_n's are */
+static void tok_rows(const nb_qtensor *W, const tok_plan *pl, int i, const uint8_t *abuf, const float *x, int64_t a,
+                     int64_t b, float *y) {
+    const act_prep *p = &pl->prep[pl->which[i]];
+    for (int64_t r = a; r < b; r += QMM_ROWS)
+        rows_block(W, p, abuf ? abuf + p->off : NULL, x, 1, r, b - r < QMM_ROWS ? b - r : QMM_ROWS, y);
+}
+
+static nb_status plan_one(const nb_qtensor *W, tok_plan *p) {
+    return plan_acts(&W, 1, 1, p->prep, p->which, &p->np, &p->bytes);
+}
+
+/* a layer's plans: q/k/v, wo, w1/w3, w2 */
+static nb_status layer_plans(const nb_qlayer *L, tok_plan *p) {
+    const nb_qtensor *qkv[3] = {&L->wq, &L->wk, &L->wv}, *ff[2] = {&L->w1, &L->w3};
+    NB_TRY(plan_acts(qkv, 3, 1, p[0].prep, p[0].which, &p[0].np, &p[0].bytes));
+    NB_TRY(plan_one(&L->wo, &p[1]));
+    NB_TRY(plan_acts(ff, 2, 1, p[2].prep, p[2].which, &p[2].np, &p[2].bytes));
+    return plan_one(&L->w2, &p[3]);
+}
+
+static nb_status forward_token(const nb_qmodel *m, nb_qstate *s, int32_t tok, int pos, float *logits) {
+    const nb_qconfig *c = &m->cfg;
+    const int C = c->dim, H = c->hidden_dim, hs = C / c->n_heads;
+    const int kv_dim = hs * c->n_kv_heads, kv_mul = c->n_heads / c->n_kv_heads;
+    if (tok < 0 || tok >= c->vocab)
+        return nb_fail(NB_EINVAL, "forward: token %d at position %d is outside the vocabulary (%d)", tok, pos, c->vocab);
+    /* activation plans: checked and sized here for every layer, made again per layer in the region */
+    tok_plan pc;
+    size_t abytes = 0;
+    for (int l = 0; l <= c->n_layers; l++) {
+        tok_plan p[4];
+        NB_TRY(l < c->n_layers ? layer_plans(&m->layers[l], p) : plan_one(&m->classifier, &pc));
+        for (int i = 0; i < (l < c->n_layers ? 4 : 1); i++) {
+            const size_t bytes = l < c->n_layers ? p[i].bytes : pc.bytes;
+            abytes = bytes > abytes ? bytes : abytes;
+        }
+    }
+    abytes = (abytes + 63) & ~(size_t)63;
+    const size_t xbytes = ((size_t)(H > C ? H : C) * sizeof(float) + 63) & ~(size_t)63;
+    const size_t per_head = (size_t)nb_attn_scratch_floats(pos + 1, hs) * sizeof(float);
+    /* threads: all of them once the weights are worth it (a stories260K-sized model is not) */
+    int64_t macs = (int64_t)C * c->vocab;
+    for (int l = 0; l < c->n_layers; l++) macs += (int64_t)C * (2 * C + 2 * kv_dim) + 3 * (int64_t)C * H;
+    const int nt = macs >= (1 << 20) ? nb_threads_get() : 1;
+    uint8_t *scr = scratch(s, (size_t)nt * (abytes + xbytes) + per_head * c->n_heads + 64);
+    if (!scr) return NB_ENOMEM;
+    scr = (uint8_t *)(((uintptr_t)scr + 63) & ~(uintptr_t)63);
+    float *att_scr = (float *)(scr + (size_t)nt * (abytes + xbytes));
+    nb_qtensor_dequant_row(&m->tok_emb, tok, s->x);
+    float *rc = s->att, *rs = s->att + hs;
+    nb_rope_tables(rc, rs, NULL, 1, hs, c->rope_theta, pos);
+    const nb_vec_kernels *kk = nb_vec();
+    const nb_attn_kernels *ak = nb_attn();
+    float *x = s->x, *q = s->q, *ao = s->xb, *o = s->xb2, *hb = s->hb, *hb2 = s->hb2;
+#pragma omp parallel num_threads(nt)
+    {
+        const int t = omp_get_thread_num(), n = omp_get_num_threads();
+        uint8_t *ab = scr + (size_t)t * (abytes + xbytes);
+        float *xb = (float *)(ab + abytes); /* this thread's normed input */
+        int64_t a, b;
+        for (int l = 0; l < c->n_layers; l++) {
+            const nb_qlayer *L = &m->layers[l];
+            tok_plan p[4];
+            layer_plans(L, p); /* checked above */
+            const tok_plan *pqkv = &p[0], *po = &p[1], *pff = &p[2], *p2 = &p[3];
+            float *kc = s->key_cache + (size_t)l * c->seq_len * kv_dim;
+            float *vc = s->value_cache + (size_t)l * c->seq_len * kv_dim;
+            float *kr = kc + (size_t)pos * kv_dim, *vr = vc + (size_t)pos * kv_dim;
+            /* q, k, v: a share of the q heads and of the kv heads, each rotated by the thread that made it */
+            kk->rmsnorm_fwd(xb, x, L->attn_norm.data, c->norm_eps, C);
+            quantize_acts(pqkv->prep, pqkv->np, xb, 1, pqkv->bytes ? ab : NULL);
+            share(c->n_heads, t, n, &a, &b);
+            for (int64_t h = a; h < b; h++) {
+                tok_rows(&L->wq, pqkv, 0, ab, xb, h * hs, (h + 1) * hs, q);
+                kk->rope(q + h * hs, q + h * hs, rc, rs, hs, 0);
+            }
+            share(c->n_kv_heads, t, n, &a, &b);
+            for (int64_t g = a; g < b; g++) {
+                tok_rows(&L->wk, pqkv, 1, ab, xb, g * hs, (g + 1) * hs, kr);
+                kk->rope(kr + g * hs, kr + g * hs, rc, rs, hs, 0);
+                tok_rows(&L->wv, pqkv, 2, ab, xb, g * hs, (g + 1) * hs, vr);
+            }
+#pragma omp barrier
+            share(c->n_heads, t, n, &a, &b);
+            for (int64_t h = a; h < b; h++) {
+                const int64_t kvo = (h / kv_mul) * hs;
+                nb_attn_forward_rows(ak, q + h * hs, C, kc + kvo, vc + kvo, kv_dim, ao + h * hs, C, pos, 1, hs, NULL,
+                                     NULL, (float *)((uint8_t *)att_scr + per_head * (size_t)h));
+            }
+#pragma omp barrier
+            /* wo, and the residual add of its own rows */
+            quantize_acts(po->prep, po->np, ao, 1, po->bytes ? ab : NULL);
+            share((C + QMM_ROWS - 1) / QMM_ROWS, t, n, &a, &b);
+            a *= QMM_ROWS, b = b * QMM_ROWS < C ? b * QMM_ROWS : C;
+            if (a < b) tok_rows(&L->wo, po, 0, ab, ao, a, b, o);
+            for (int64_t i = a; i < b; i++) x[i] += o[i];
+#pragma omp barrier
+            /* w1, w3 and SwiGLU of its own rows */
+            kk->rmsnorm_fwd(xb, x, L->ffn_norm.data, c->norm_eps, C);
+            quantize_acts(pff->prep, pff->np, xb, 1, pff->bytes ? ab : NULL);
+            share((H + QMM_ROWS - 1) / QMM_ROWS, t, n, &a, &b);
+            a *= QMM_ROWS, b = b * QMM_ROWS < H ? b * QMM_ROWS : H;
+            if (a < b) {
+                tok_rows(&L->w1, pff, 0, ab, xb, a, b, hb);
+                tok_rows(&L->w3, pff, 1, ab, xb, a, b, hb2);
+                kk->swiglu_fwd(hb + a, hb + a, hb2 + a, b - a); /* elementwise: the same bits as one call */
+            }
+#pragma omp barrier
+            /* w2, and the residual add of its own rows */
+            quantize_acts(p2->prep, p2->np, hb, 1, p2->bytes ? ab : NULL);
+            share((C + QMM_ROWS - 1) / QMM_ROWS, t, n, &a, &b);
+            a *= QMM_ROWS, b = b * QMM_ROWS < C ? b * QMM_ROWS : C;
+            if (a < b) tok_rows(&L->w2, p2, 0, ab, hb, a, b, o);
+            for (int64_t i = a; i < b; i++) x[i] += o[i];
+#pragma omp barrier
+        }
+        kk->rmsnorm_fwd(xb, x, m->norm.data, c->norm_eps, C);
+        quantize_acts(pc.prep, pc.np, xb, 1, pc.bytes ? ab : NULL);
+        share((c->vocab + QMM_ROWS - 1) / QMM_ROWS, t, n, &a, &b);
+        a *= QMM_ROWS, b = b * QMM_ROWS < c->vocab ? b * QMM_ROWS : c->vocab;
+        if (a < b) tok_rows(&m->classifier, &pc, 0, ab, xb, a, b, logits);
+    }
+    return NB_OK;
+}
+
 nb_status nb_qmodel_forward(const nb_qmodel *m, nb_qstate *s, const int32_t *tokens, int T, int pos, float *logits,
                             int all_logits) {
     if (T < 1 || pos < 0 || pos + T > m->cfg.seq_len)
         return nb_fail(NB_EINVAL, "forward: positions %d..%d exceed the context length %d", pos, pos + T - 1,
                        m->cfg.seq_len);
+    if (T == 1) return forward_token(m, s, tokens[0], pos, logits); /* decode: one parallel region */
     for (int t0 = 0; t0 < T; t0 += s->max_batch) {
         int B = T - t0 < s->max_batch ? T - t0 : s->max_batch;
         int last = t0 + B == T;
