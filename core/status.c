@@ -4,6 +4,7 @@
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <sys/mman.h>
 #include <string.h>
 
 static _Thread_local char msg[1024];
@@ -60,6 +61,19 @@ void *nb_malloc(size_t bytes) {
     void *p = NULL;
     size_t rounded = (bytes + 63) & ~(size_t)63;
     if (posix_memalign(&p, 64, rounded) != 0) return NULL;
+    return p;
+}
+
+void *nb_malloc_huge(size_t bytes) {
+    const size_t huge = (size_t)1 << 21;
+    if (bytes < huge) return nb_malloc(bytes);
+    if (bytes > NB_MAX_ALLOC || injected_failure()) return NULL;
+    size_t rounded = (bytes + huge - 1) & ~(huge - 1);
+    void *p = NULL;
+    if (posix_memalign(&p, huge, rounded) != 0) return NULL;
+#ifdef MADV_HUGEPAGE
+    madvise(p, rounded, MADV_HUGEPAGE); /* advice only: without it the pages stay 4 KiB */
+#endif
     return p;
 }
 

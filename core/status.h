@@ -48,6 +48,10 @@ void nb_assert_fail(const char *expr, const char *file, int line) __attribute__(
 void *nb_malloc(size_t bytes);
 void *nb_calloc(size_t n, size_t size);
 void *nb_realloc(void *p, size_t bytes);
+/* nb_malloc for big buffers read over and over (weights, KV caches): from 2 MiB up, 2 MiB-aligned
+   and advised for transparent huge pages (madvise), so that streaming them does not miss the TLB
+   on every 4 KiB page; below that, nb_malloc. Freed with nb_free. */
+void *nb_malloc_huge(size_t bytes);
 void nb_free(void *p);
 char *nb_strdup(const char *s);
 /* Test hook: the n-th allocation from now fails (n < 0 disables). */

@@ -90,16 +90,51 @@ void nb_qtensor_dequant_row(const nb_qtensor *t, int64_t r, float *out) {
 
 /* ---- model memory ---- */
 
-void *nb_qmodel_alloc(nb_qmodel *m, size_t bytes) {
+static int own(nb_qmodel *m, void *p) {
     if (m->n_allocs == m->cap_allocs) {
         int cap = m->cap_allocs ? 2 * m->cap_allocs : 64;
         void **a = nb_realloc(m->allocs, (size_t)cap * sizeof(void *));
-        if (!a) return NULL;
+        if (!a) return 0;
         m->allocs = a;
         m->cap_allocs = cap;
     }
-    void *p = nb_calloc(1, bytes ? bytes : 1);
-    if (p) m->allocs[m->n_allocs++] = p;
+    m->allocs[m->n_allocs++] = p;
+    return 1;
+}
+
+/* Blocks of 16 KiB and more (weights, scales, file images) are carved from chunks of at least
+   4 MiB on transparent huge pages (nb_malloc_huge): a decode step reads every weight once, and on
+   4 KiB pages the TLB misses cost about a third of an int8 step (bench_decode). */
+#define ARENA_MIN ((size_t)16 << 10)
+#define ARENA_CHUNK ((size_t)4 << 20)
+
+void *nb_qmodel_alloc(nb_qmodel *m, size_t bytes) {
+    if (bytes < ARENA_MIN) {
+        void *p = nb_calloc(1, bytes ? bytes : 1);
+        if (p && !own(m, p)) nb_free(p), p = NULL;
+        return p;
+    }
+    if (bytes > NB_MAX_ALLOC) return NULL;
+    const size_t need = (bytes + 63) & ~(size_t)63;
+    if (need > m->arena_left) {
+        const size_t chunk = need > ARENA_CHUNK / 2 ? need : ARENA_CHUNK;
+        uint8_t *c = nb_malloc_huge(chunk);
+        if (!c) return NULL;
+        if (!own(m, c)) {
+            nb_free(c);
+            return NULL;
+        }
+        if (chunk == need) { /* a block of its own: keep the current chunk's room */
+            memset(c, 0, bytes);
+            return c;
+        }
+        m->arena = c;
+        m->arena_left = chunk;
+    }
+    uint8_t *p = m->arena;
+    m->arena += need;
+    m->arena_left -= need;
+    memset(p, 0, bytes);
     return p;
 }
 
@@ -169,6 +204,13 @@ nb_status nb_qmodel_new(const nb_qconfig *cfg, nb_qmodel **out) {
 
 /* ---- state ---- */
 
+static float *cache_alloc(size_t floats) { /* zeroed, on huge pages when big */
+    if (floats > NB_MAX_ALLOC / 4) return NULL;
+    float *p = nb_malloc_huge(floats * 4);
+    if (p) memset(p, 0, floats * 4);
+    return p;
+}
+
 nb_status nb_qstate_init(nb_qstate *s, const nb_qmodel *m, int max_batch) {
     memset(s, 0, sizeof *s);
     const nb_qconfig *c = &m->cfg;
@@ -182,9 +224,11 @@ nb_status nb_qstate_init(nb_qstate *s, const nb_qmodel *m, int max_batch) {
     s->hb = nb_calloc(B * c->hidden_dim, 4);
     s->hb2 = nb_calloc(B * c->hidden_dim, 4);
     s->att = nb_calloc(2 * (size_t)(c->dim / c->n_heads), 4); /* the RoPE tables (cos, sin) of one position */
-    s->key_cache = nb_calloc((size_t)c->n_layers * c->seq_len * kv, 4);
-    s->value_cache = nb_calloc((size_t)c->n_layers * c->seq_len * kv, 4);
-    if (!s->x || !s->xb || !s->xb2 || !s->q || !s->hb || !s->hb2 || !s->att || !s->key_cache || !s->value_cache) {
+    s->key_cache = cache_alloc((size_t)c->n_layers * c->seq_len * kv);
+    s->value_cache = cache_alloc((size_t)c->n_layers * c->seq_len * kv);
+    s->key_cache_t = cache_alloc((size_t)c->n_layers * c->seq_len * kv);
+    if (!s->x || !s->xb || !s->xb2 || !s->q || !s->hb || !s->hb2 || !s->att || !s->key_cache || !s->value_cache ||
+        !s->key_cache_t) {
         nb_qstate_free(s);
         return nb_fail(NB_ENOMEM, "runtime state: out of memory (batch %d, seq_len %d)", max_batch, c->seq_len);
     }
@@ -201,6 +245,7 @@ void nb_qstate_free(nb_qstate *s) {
     nb_free(s->att);
     nb_free(s->key_cache);
     nb_free(s->value_cache);
+    nb_free(s->key_cache_t);
     nb_free(s->qbuf);
     memset(s, 0, sizeof *s);
 }
@@ -450,6 +495,13 @@ static nb_status attention(const nb_qconfig *c, nb_qstate *s, int B, int pos, co
     return NB_OK;
 }
 
+/* the rotated keys of kv heads [g0, g1) at position p into the transposed cache */
+static void key_t_store(const nb_qconfig *c, nb_qstate *s, int l, int p, const float *kr, int64_t g0, int64_t g1) {
+    const int64_t hs = c->dim / c->n_heads, S = c->seq_len;
+    float *kt = s->key_cache_t + (size_t)l * S * hs * c->n_kv_heads;
+    for (int64_t i = g0 * hs; i < g1 * hs; i++) kt[i * S + p] = kr[i];
+}
+
 static nb_status forward_chunk(const nb_qmodel *m, nb_qstate *s, const int32_t *tok, int B, int pos, float *logits,
                                int all_logits) {
     const nb_qconfig *c = &m->cfg;
@@ -480,6 +532,7 @@ static nb_status forward_chunk(const nb_qmodel *m, nb_qstate *s, const int32_t *
             for (int h = 0; h < c->n_heads; h++) kk->rope(s->q + (size_t)b * C + h * hs, s->q + (size_t)b * C + h * hs, rc, rs, hs, 0);
             float *kr = kc + (size_t)(pos + b) * kv_dim;
             for (int h = 0; h < c->n_kv_heads; h++) kk->rope(kr + h * hs, kr + h * hs, rc, rs, hs, 0);
+            key_t_store(c, s, l, pos + b, kr, 0, c->n_kv_heads);
         }
         NB_TRY(attention(c, s, B, pos, kc, vc, s->xb));
         NB_TRY(nb_qmatmul(&L->wo, s->xb, B, s->xb2, s));
@@ -592,6 +645,7 @@ static nb_status forward_token(const nb_qmodel *m, nb_qstate *s, int32_t tok, in
             float *kc = s->key_cache + (size_t)l * c->seq_len * kv_dim;
             float *vc = s->value_cache + (size_t)l * c->seq_len * kv_dim;
             float *kr = kc + (size_t)pos * kv_dim, *vr = vc + (size_t)pos * kv_dim;
+            const float *ktl = s->key_cache_t + (size_t)l * c->seq_len * kv_dim;
             /* q, k, v: a share of the q heads and of the kv heads, each rotated by the thread that made it */
             kk->rmsnorm_fwd(xb, x, L->attn_norm.data, c->norm_eps, C);
             quantize_acts(pqkv->prep, pqkv->np, xb, 1, pqkv->bytes ? ab : NULL);
@@ -606,12 +660,13 @@ static nb_status forward_token(const nb_qmodel *m, nb_qstate *s, int32_t tok, in
                 kk->rope(kr + g * hs, kr + g * hs, rc, rs, hs, 0);
                 tok_rows(&L->wv, pqkv, 2, ab, xb, g * hs, (g + 1) * hs, vr);
             }
+            key_t_store(c, s, l, pos, kr, a, b);
 #pragma omp barrier
             share(c->n_heads, t, n, &a, &b);
             for (int64_t h = a; h < b; h++) {
                 const int64_t kvo = (h / kv_mul) * hs;
-                nb_attn_forward_rows(ak, q + h * hs, C, kc + kvo, vc + kvo, kv_dim, ao + h * hs, C, pos, 1, hs, NULL,
-                                     NULL, (float *)((uint8_t *)att_scr + per_head * (size_t)h));
+                nb_attn_decode_row(ak, q + h * hs, ktl + kvo * c->seq_len, c->seq_len, vc + kvo, kv_dim, ao + h * hs, pos,
+                                   hs, (float *)((uint8_t *)att_scr + per_head * (size_t)h));
             }
 #pragma omp barrier
             /* wo, and the residual add of its own rows */

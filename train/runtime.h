@@ -86,6 +86,8 @@ typedef struct nb_qmodel {
     char *source;          /* path it was loaded from */
     void **allocs;         /* every block the model owns */
     int n_allocs, cap_allocs;
+    uint8_t *arena;        /* where the next big block goes (inside a huge-page chunk of allocs) */
+    size_t arena_left;
 } nb_qmodel;
 
 void nb_qmodel_free(nb_qmodel *m); /* NULL is fine */
@@ -150,6 +152,7 @@ typedef struct nb_qstate {
     float *att;           /* (2, head size): RoPE cos and sin tables of the position being rotated */
     float *key_cache;     /* (L, seq_len, kv_dim) */
     float *value_cache;   /* (L, seq_len, kv_dim) */
+    float *key_cache_t;   /* (L, kv heads, head size, seq_len): the keys again, transposed for decode */
     void *qbuf;           /* quantized activations */
     size_t qcap;
 } nb_qstate;

@@ -134,17 +134,21 @@ int64_t nb_attn_kept_at(int64_t t0) { return TQ * TQ * (t0 / TQ) * (t0 / TQ + 1)
    operands of each fma swapped, the same bits), the keys transposed 32 at a time (load_t, times
    1.0f: exact); max in j order; e_j = nb_attn_exp(s_j - mx); l summed in j order from 0; o[d] =
    (fma chain over j of e_j v_j[d]) * (1 / l). Scratch: 2 nk + (H + 1) TQ floats, within
-   nb_attn_scratch_floats. */
-static void forward_one_row(const nb_attn_kernels *kk, const float *q, const float *k, const float *v, int64_t ldkv,
-                            float *o, int64_t t, int64_t H, float scale, float *lse, float *scratch) {
+   nb_attn_scratch_floats. With the keys already transposed (kt: (H, >= nk), row stride ldkt, a decode cache keeps
+   them so), the scores are one product over all keys: the same chains, no transposing. */
+static void forward_one_row(const nb_attn_kernels *kk, const float *q, const float *k, const float *kt, int64_t ldkt,
+                            const float *v, int64_t ldkv, float *o, int64_t t, int64_t H, float scale, float *lse,
+                            float *scratch) {
     const int64_t nk = t + 1;
     float *sc = scratch, *e = sc + nk, *Kt = e + nk, *qs = Kt + H * TQ;
     for (int64_t d = 0; d < H; d++) qs[d] = q[d] * scale;
-    for (int64_t j0 = 0; j0 < nk; j0 += TQ) {
-        int64_t m = nk - j0 < TQ ? nk - j0 : TQ;
-        kk->load_t(Kt, k + j0 * ldkv, ldkv, H, m, 1.0f);
-        kk->mm(0, 1, m, H, qs, H, Kt, TQ, sc + j0, m, 0);
-    }
+    if (kt) kk->mm(0, 1, nk, H, qs, H, kt, ldkt, sc, nk, 0);
+    else
+        for (int64_t j0 = 0; j0 < nk; j0 += TQ) {
+            int64_t m = nk - j0 < TQ ? nk - j0 : TQ;
+            kk->load_t(Kt, k + j0 * ldkv, ldkv, H, m, 1.0f);
+            kk->mm(0, 1, m, H, qs, H, Kt, TQ, sc + j0, m, 0);
+        }
     float mx = -INFINITY;
     for (int64_t j = 0; j < nk; j++) mx = mx > sc[j] ? mx : sc[j];
     for (int64_t j = 0; j < nk; j++) sc[j] -= mx;
@@ -157,12 +161,17 @@ static void forward_one_row(const nb_attn_kernels *kk, const float *q, const flo
     if (lse) *lse = mx + logf(l);
 }
 
+void nb_attn_decode_row(const nb_attn_kernels *kk, const float *q, const float *kt, int64_t ldkt, const float *v,
+                        int64_t ldkv, float *o, int64_t t, int64_t H, float *scratch) {
+    forward_one_row(kk, q, NULL, kt, ldkt, v, ldkv, o, t, H, 1.0f / sqrtf((float)H), NULL, scratch);
+}
+
 void nb_attn_forward_rows(const nb_attn_kernels *kk, const float *q, int64_t ldq, const float *k, const float *v,
                           int64_t ldkv, float *o, int64_t ldo, int64_t pos, int64_t n, int64_t H, float *lse,
                           float *keep, float *scratch) {
     float scale = 1.0f / sqrtf((float)H);
     if (n == 1 && !keep) { /* decode: one row */
-        forward_one_row(kk, q, k, v, ldkv, o, pos, H, scale, lse, scratch);
+        forward_one_row(kk, q, k, NULL, 0, v, ldkv, o, pos, H, scale, lse, scratch);
         return;
     }
     int sh = H < kk->lanes;

@@ -86,6 +86,10 @@ void nb_attn_over_queries(const nb_attn_kernels *kk, const float *A, const float
 void nb_attn_forward_rows(const nb_attn_kernels *kk, const float *q, int64_t ldq, const float *k, const float *v,
                           int64_t ldkv, float *o, int64_t ldo, int64_t pos, int64_t n, int64_t H, float *lse,
                           float *keep, float *scratch);
+/* nb_attn_forward_rows of one row t (n == 1, no lse, no keep) with the keys 0..t given transposed:
+   kt (H, >= t + 1), row stride ldkt (a decode cache that keeps them so). The same bits. */
+void nb_attn_decode_row(const nb_attn_kernels *kk, const float *q, const float *kt, int64_t ldkt, const float *v,
+                        int64_t ldkv, float *o, int64_t t, int64_t H, float *scratch);
 int64_t nb_attn_scratch_floats(int64_t nk, int64_t H);
 /* floats of one head's kept strips for T queries, and where block t0's strip starts */
 int64_t nb_attn_kept_floats(int64_t T);
