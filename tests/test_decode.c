@@ -58,16 +58,19 @@ START_TEST(test_matvec_lanes_twins) {
                     nb_rt_quantize_sym(w + (size_t)r * n, n, g, 4, w4 + 1 + (size_t)r * n / 2, ws + 1 + (size_t)r * ng);
                 }
                 /* int4 codes reuse the int8 scale slots: rebuild int8 after the int4 loop below */
-                for (int L = 0; L < nl; L++) {
-                    nb_simd_force(lv[L]);
-                    nb_matvec_i4_lanes(R, n, g, w4 + 1, ws + 1, xq + 1, xs + 1, ls, y + 1);
-                    for (int r = 0; r < R; r++) {
-                        float e = nb_dot_i4_i8_ref(n, g, w4 + 1 + (size_t)r * n / 2, ws + 1 + (size_t)r * ng, NULL, xq + 1,
-                                                   xs + 1);
-                        ck_assert_msg(same(y[1 + r], e), "int4 %s n %d group %d rows %d row %d: %a vs %a",
-                                      nb_simd_name(lv[L]), n, g, R, r, y[1 + r], e);
+                for (int L = 0; L < nl; L++)
+                    for (int vb = 1; vb >= 0; vb--) { /* AVX-512: the VBMI unpacking where the CPU has it, and without */
+                        nb_simd_force(lv[L]);
+                        const int used = nb_simd_allow_vbmi(vb);
+                        nb_matvec_i4_lanes(R, n, g, w4 + 1, ws + 1, xq + 1, xs + 1, ls, y + 1);
+                        for (int r = 0; r < R; r++) {
+                            float e = nb_dot_i4_i8_ref(n, g, w4 + 1 + (size_t)r * n / 2, ws + 1 + (size_t)r * ng, NULL,
+                                                       xq + 1, xs + 1);
+                            ck_assert_msg(same(y[1 + r], e), "int4 %s%s n %d group %d rows %d row %d: %a vs %a",
+                                          nb_simd_name(lv[L]), used ? " vbmi" : "", n, g, R, r, y[1 + r], e);
+                        }
                     }
-                }
+                nb_simd_allow_vbmi(1);
                 for (int r = 0; r < R; r++)
                     nb_rt_quantize_sym(w + (size_t)r * n, n, g, 8, w8 + 1 + (size_t)r * n, ws + 1 + (size_t)r * ng);
                 for (int L = 0; L < nl; L++) {
@@ -96,9 +99,13 @@ START_TEST(test_matvec_lanes_twins) {
             nb_matvec_i8_lanes(4, n, g, w8 + 1, ws + 1, xq + 1, xs + 1, ls, y + 1);
             for (int r = 0; r < 4; r++)
                 ck_assert(same(y[1 + r], nb_dot_i8_i8_ref(n, g, w8 + 1 + r * n, ws + 1 + r * (n / g), NULL, xq + 1, xs + 1)));
-            nb_matvec_i4_lanes(4, n, g, w4 + 1, ws + 1, xq + 1, xs + 1, ls, y + 1);
-            for (int r = 0; r < 4; r++)
-                ck_assert(same(y[1 + r], nb_dot_i4_i8_ref(n, g, w4 + 1 + r * n / 2, ws + 1 + r * (n / g), NULL, xq + 1, xs + 1)));
+            for (int vb = 1; vb >= 0; vb--) {
+                nb_simd_allow_vbmi(vb);
+                nb_matvec_i4_lanes(4, n, g, w4 + 1, ws + 1, xq + 1, xs + 1, ls, y + 1);
+                for (int r = 0; r < 4; r++)
+                    ck_assert(same(y[1 + r], nb_dot_i4_i8_ref(n, g, w4 + 1 + r * n / 2, ws + 1 + r * (n / g), NULL, xq + 1, xs + 1)));
+            }
+            nb_simd_allow_vbmi(1);
         }
     }
     nb_simd_force(nb_simd_detect());

@@ -561,8 +561,13 @@ static nb_status forward_chunk(const nb_qmodel *m, nb_qstate *s, const int32_t *
    residual stream, owns a fixed contiguous share of every matrix's rows (whole heads for q, k, v,
    which it also rotates; blocks of QMM_ROWS rows for the rest, whose residual adds and SwiGLU it
    also does), and the threads meet at a barrier only where a step reads what another thread
-   wrote: 5 per layer. Every value is computed by the same kernel as in forward_chunk, so the
-   bits equal a prefill's (tests/test_exact.c) whatever the thread count. */
+   wrote: 4 per layer (5 when the kv heads do not split evenly), none with one thread. Every
+   value is computed by the same kernel as in forward_chunk, so the bits equal a prefill's
+   (tests/test_exact.c) whatever the thread count. */
+#define TOK_BARRIER(n)                                                                  \
+    do {                                                                                \
+        if ((n) > 1) { _Pragma("omp barrier") }                                        \
+    } while (0)
 
 typedef struct tok_plan {
     act_prep prep[3];
@@ -633,7 +638,7 @@ static nb_status forward_token(const nb_qmodel *m, nb_qstate *s, int32_t tok, in
     float *x = s->x, *q = s->q, *ao = s->xb, *o = s->xb2, *hb = s->hb, *hb2 = s->hb2;
 #pragma omp parallel num_threads(nt)
     {
-        const int t = omp_get_thread_num(), n = omp_get_num_threads();
+        const int t = omp_get_thread_num(), n = omp_get_num_threads(), grouped = c->n_kv_heads % n == 0;
         uint8_t *ab = scr + (size_t)t * (abytes + xbytes);
         float *xb = (float *)(ab + abytes); /* this thread's normed input */
         int64_t a, b;
@@ -646,36 +651,39 @@ static nb_status forward_token(const nb_qmodel *m, nb_qstate *s, int32_t tok, in
             float *vc = s->value_cache + (size_t)l * c->seq_len * kv_dim;
             float *kr = kc + (size_t)pos * kv_dim, *vr = vc + (size_t)pos * kv_dim;
             const float *ktl = s->key_cache_t + (size_t)l * c->seq_len * kv_dim;
-            /* q, k, v: a share of the q heads and of the kv heads, each rotated by the thread that made it */
+            /* q, k, v, each rotated by the thread that made it, then attention. When the kv heads
+               split evenly, a thread takes whole kv groups (its kv heads and the q heads that read
+               them) and needs nothing from the others before its attention */
             kk->rmsnorm_fwd(xb, x, L->attn_norm.data, c->norm_eps, C);
             quantize_acts(pqkv->prep, pqkv->np, xb, 1, pqkv->bytes ? ab : NULL);
-            share(c->n_heads, t, n, &a, &b);
-            for (int64_t h = a; h < b; h++) {
+            int64_t g0, g1, h0, h1;
+            share(c->n_kv_heads, t, n, &g0, &g1);
+            if (grouped) h0 = g0 * kv_mul, h1 = g1 * kv_mul;
+            else share(c->n_heads, t, n, &h0, &h1);
+            for (int64_t h = h0; h < h1; h++) {
                 tok_rows(&L->wq, pqkv, 0, ab, xb, h * hs, (h + 1) * hs, q);
                 kk->rope(q + h * hs, q + h * hs, rc, rs, hs, 0);
             }
-            share(c->n_kv_heads, t, n, &a, &b);
-            for (int64_t g = a; g < b; g++) {
+            for (int64_t g = g0; g < g1; g++) {
                 tok_rows(&L->wk, pqkv, 1, ab, xb, g * hs, (g + 1) * hs, kr);
                 kk->rope(kr + g * hs, kr + g * hs, rc, rs, hs, 0);
                 tok_rows(&L->wv, pqkv, 2, ab, xb, g * hs, (g + 1) * hs, vr);
             }
-            key_t_store(c, s, l, pos, kr, a, b);
-#pragma omp barrier
-            share(c->n_heads, t, n, &a, &b);
-            for (int64_t h = a; h < b; h++) {
+            key_t_store(c, s, l, pos, kr, g0, g1);
+            if (!grouped) TOK_BARRIER(n);
+            for (int64_t h = h0; h < h1; h++) {
                 const int64_t kvo = (h / kv_mul) * hs;
                 nb_attn_decode_row(ak, q + h * hs, ktl + kvo * c->seq_len, c->seq_len, vc + kvo, kv_dim, ao + h * hs, pos,
                                    hs, (float *)((uint8_t *)att_scr + per_head * (size_t)h));
             }
-#pragma omp barrier
+            TOK_BARRIER(n);
             /* wo, and the residual add of its own rows */
             quantize_acts(po->prep, po->np, ao, 1, po->bytes ? ab : NULL);
             share((C + QMM_ROWS - 1) / QMM_ROWS, t, n, &a, &b);
             a *= QMM_ROWS, b = b * QMM_ROWS < C ? b * QMM_ROWS : C;
             if (a < b) tok_rows(&L->wo, po, 0, ab, ao, a, b, o);
             for (int64_t i = a; i < b; i++) x[i] += o[i];
-#pragma omp barrier
+            TOK_BARRIER(n);
             /* w1, w3 and SwiGLU of its own rows */
             kk->rmsnorm_fwd(xb, x, L->ffn_norm.data, c->norm_eps, C);
             quantize_acts(pff->prep, pff->np, xb, 1, pff->bytes ? ab : NULL);
@@ -686,14 +694,14 @@ static nb_status forward_token(const nb_qmodel *m, nb_qstate *s, int32_t tok, in
                 tok_rows(&L->w3, pff, 1, ab, xb, a, b, hb2);
                 kk->swiglu_fwd(hb + a, hb + a, hb2 + a, b - a); /* elementwise: the same bits as one call */
             }
-#pragma omp barrier
+            TOK_BARRIER(n);
             /* w2, and the residual add of its own rows */
             quantize_acts(p2->prep, p2->np, hb, 1, p2->bytes ? ab : NULL);
             share((C + QMM_ROWS - 1) / QMM_ROWS, t, n, &a, &b);
             a *= QMM_ROWS, b = b * QMM_ROWS < C ? b * QMM_ROWS : C;
             if (a < b) tok_rows(&L->w2, p2, 0, ab, hb, a, b, o);
             for (int64_t i = a; i < b; i++) x[i] += o[i];
-#pragma omp barrier
+            TOK_BARRIER(n);
         }
         kk->rmsnorm_fwd(xb, x, m->norm.data, c->norm_eps, C);
         quantize_acts(pc.prep, pc.np, xb, 1, pc.bytes ? ab : NULL);

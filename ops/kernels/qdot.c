@@ -32,6 +32,8 @@ void nb_matvec_i8_lanes_avx512(int64_t rows, int64_t n, int64_t group, const int
                                const int8_t *x, const float *xs, const int32_t *lsum, float *y);
 void nb_matvec_i4_lanes_avx512(int64_t rows, int64_t n, int64_t group, const uint8_t *w, const float *ws,
                                const int8_t *x, const float *xs, const int32_t *lsum, float *y);
+void nb_matvec_i4_lanes_vbmi_avx512(int64_t rows, int64_t n, int64_t group, const uint8_t *w, const float *ws,
+                                    const int8_t *x, const float *xs, const int32_t *lsum, float *y);
 void nb_matvec_q8_0_avx512(int64_t rows, int64_t n, const nb_block_q8_0 *w, const nb_block_q8_0 *x,
                            const int32_t *lsum, float *y);
 void nb_matvec_q4_0_avx512(int64_t rows, int64_t n, const nb_block_q4_0 *w, const nb_block_q8_0 *x,
@@ -422,6 +424,10 @@ void nb_matvec_i8_lanes(int64_t rows, int64_t n, int64_t group, const int8_t *w,
 void nb_matvec_i4_lanes(int64_t rows, int64_t n, int64_t group, const uint8_t *w, const float *ws, const int8_t *x,
                         const float *xs, const int32_t *lsum, float *y) {
 #if NB_HAVE_AVX512
+    if (nb_simd_has_vbmi()) {
+        nb_matvec_i4_lanes_vbmi_avx512(rows, n, group, w, ws, x, xs, lsum, y);
+        return;
+    }
     if (nb_simd_has_vnni()) {
         nb_matvec_i4_lanes_avx512(rows, n, group, w, ws, x, xs, lsum, y);
         return;
