@@ -213,6 +213,8 @@ NB_ALWAYS void rows_q(const int R, const int q4, int64_t nb, const uint8_t *w, s
         for (int r = 0; r < R; r++) {
             __m256i u;
             float dw;
+            _mm_prefetch((const char *)(w + r * rb) + (q4 ? sizeof(nb_block_q4_0) : sizeof(nb_block_q8_0)) * b +
+                             NB_LANES_PF * rb, _MM_HINT_T1);
             if (q4) {
                 const nb_block_q4_0 *wb = (const nb_block_q4_0 *)(w + r * rb) + b;
                 u = ld_q4_0_u(wb->qs);

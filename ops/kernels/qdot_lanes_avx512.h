@@ -15,6 +15,11 @@
    side by side (independent float chains); every row keeps the scalar twin's order. */
 
 #define NB_ALWAYS static inline __attribute__((always_inline))
+/* The row kernels read four rows side by side, which the hardware prefetchers follow poorly
+   once the matrix comes from DRAM (measured: int8 at 10 GB/s vs 30 for one fp32 row stream).
+   Each step prefetches, into L2, the same place NB_LANES_PF rows further on: 2x from DRAM,
+   no cost when the matrix sits in the caches. */
+#define NB_LANES_PF 8
 
 /* 64 weights from 64 int8 codes / 32 bytes of int4 codes, as unsigned w + off in element order */
 NB_ALWAYS __m512i ld64_u(int i4, const uint8_t *w) {
@@ -62,6 +67,7 @@ NB_ALWAYS void rows_g32(const int R, const int i4, int64_t ng, const uint8_t *w,
             const __m512i xv = _mm512_loadu_si512(x + g * 32);
             const __m512i c = _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_slli_epi32(_mm512_loadu_si512(lsum + g * 8), sh));
             for (int r = 0; r < R; r++) {
+                _mm_prefetch((const char *)(w + r * rb + g * cb) + NB_LANES_PF * rb, _MM_HINT_T1);
                 __m512 f = _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(c, ld64_u(i4, w + r * rb + g * cb), xv));
                 acc[r] = _mm256_fmadd_ps(_mm512_castps512_ps256(f), _mm256_set1_ps(sc[r][g - g0]), acc[r]);
                 acc[r] = _mm256_fmadd_ps(_mm512_extractf32x8_ps(f, 1), _mm256_set1_ps(sc[r][g - g0 + 1]), acc[r]);
@@ -96,7 +102,10 @@ NB_ALWAYS void rows_gen(const int R, const int i4, int64_t n, int64_t group, con
         for (; j + 64 <= group; j += 64) {
             const __m512i xv = _mm512_loadu_si512(x + g0 + j);
             for (int r = 0; r < R; r++)
+            {
+                _mm_prefetch((const char *)(w + r * rb + (i4 ? (g0 + j) / 2 : g0 + j)) + NB_LANES_PF * rb, _MM_HINT_T1);
                 s16[r] = _mm512_dpbusd_epi32(s16[r], ld64_u(i4, w + r * rb + (i4 ? (g0 + j) / 2 : g0 + j)), xv);
+            }
         }
         if (j < group) {
             const __m256i xv = _mm256_loadu_si256((const __m256i *)(x + g0 + j));
