@@ -6,6 +6,7 @@
    bench_decode N REPS SHAPE TYPE THREADS, e.g. `bench_decode 256 5 small int4/g32 1` (fp32 is
    still run first as the baseline unless a sixth argument `nobase` is given; "all" or a missing
    argument matches everything). */
+#include <omp.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,6 +28,28 @@ static double cpu_now(void) {
     struct timespec t;
     clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
     return t.tv_sec + 1e-9 * t.tv_nsec;
+}
+
+/* round trip of a cache line between two threads (ns): about 60 when the two vCPUs share an L3,
+   over 300 when the host places them on different L3s (then every barrier and every read of the
+   other thread's rows costs that, and a decode step exchanges a few hundred lines) */
+static double pingpong_ns(void) {
+    static _Alignas(64) volatile int flag;
+    const int n = 100000;
+    double t0 = 0, t1 = 0;
+    flag = 0;
+#pragma omp parallel num_threads(2)
+    {
+        const int t = omp_get_thread_num();
+#pragma omp barrier
+        if (t == 0) t0 = now();
+        for (int i = 0; i < n && omp_get_num_threads() == 2; i++) {
+            while (__atomic_load_n(&flag, __ATOMIC_ACQUIRE) != 2 * i + t) {}
+            __atomic_store_n(&flag, 2 * i + t + 1, __ATOMIC_RELEASE);
+        }
+        if (t == 0) t1 = now();
+    }
+    return (t1 - t0) / n * 1e9;
 }
 
 static nb_qmodel *random_model(int dim, int hidden, int layers, int heads, int kv, int vocab, int seq) {
@@ -90,7 +113,8 @@ int main(int argc, char **argv) {
     struct { const char *name; nb_qtype t; int group; } types[] = {
         {"f32", NB_QT_F32, 0}, {"int8/row", NB_QT_I8, 0}, {"q8_0", NB_QT_Q8_0, 0},
         {"int4/g32", NB_QT_I4, 32}, {"q4_0", NB_QT_Q4_0, 0}};
-    printf("simd %s, %d decode tokens, best of %d\n", nb_simd_name(nb_simd_active()), n, reps);
+    printf("simd %s, %d decode tokens, best of %d; core-to-core round trip %.0f ns\n", nb_simd_name(nb_simd_active()), n,
+           reps, pingpong_ns());
     for (size_t s = 0; s < sizeof shapes / sizeof *shapes; s++) {
         if (strcmp(only_shape, "all") && strcmp(only_shape, shapes[s].name)) continue;
         nb_qmodel *m = random_model(shapes[s].dim, shapes[s].hidden, shapes[s].layers, shapes[s].heads, shapes[s].kv, 512,
