@@ -17,7 +17,7 @@ void nb_arena_init(nb_arena *a, size_t first) {
 static nb_arena_chunk *new_chunk(nb_arena *a, size_t size) {
     nb_arena_chunk *c = nb_malloc(sizeof *c);
     if (!c) return NULL;
-    c->mem = nb_malloc(size);
+    c->mem = nb_malloc_huge(size); /* a step streams hundreds of MB through it: huge pages when big */
     if (!c->mem) {
         nb_free(c);
         return NULL;
