@@ -113,8 +113,7 @@ int main(int argc, char **argv) {
     struct { const char *name; nb_qtype t; int group; } types[] = {
         {"f32", NB_QT_F32, 0}, {"int8/row", NB_QT_I8, 0}, {"q8_0", NB_QT_Q8_0, 0},
         {"int4/g32", NB_QT_I4, 32}, {"q4_0", NB_QT_Q4_0, 0}};
-    printf("simd %s, %d decode tokens, best of %d; core-to-core round trip %.0f ns\n", nb_simd_name(nb_simd_active()), n,
-           reps, pingpong_ns());
+    printf("simd %s, %d decode tokens, best of %d\n", nb_simd_name(nb_simd_active()), n, reps);
     for (size_t s = 0; s < sizeof shapes / sizeof *shapes; s++) {
         if (strcmp(only_shape, "all") && strcmp(only_shape, shapes[s].name)) continue;
         nb_qmodel *m = random_model(shapes[s].dim, shapes[s].hidden, shapes[s].layers, shapes[s].heads, shapes[s].kv, 512,
@@ -122,6 +121,7 @@ int main(int argc, char **argv) {
         for (int th = 1; th <= 2; th++) {
             if (only_th && th != only_th) continue;
             nb_threads_set(th);
+            if (th == 2) printf("core-to-core round trip %.0f ns\n", pingpong_ns());
             double base = 0, base_cpu = 0;
             for (size_t t = 0; t < sizeof types / sizeof *types; t++) {
                 if ((t || nobase) && strcmp(only_type, "all") && strcmp(only_type, types[t].name)) continue;
