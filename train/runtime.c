@@ -3,7 +3,9 @@
 #include "runtime.h"
 
 #include <math.h>
+#ifdef _OPENMP
 #include <omp.h>
+#endif
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
@@ -569,6 +571,22 @@ static nb_status forward_chunk(const nb_qmodel *m, nb_qstate *s, const int32_t *
         if ((n) > 1) { _Pragma("omp barrier") }                                        \
     } while (0)
 
+static int thread_id(void) { /* in the region */
+#ifdef _OPENMP
+    return omp_get_thread_num();
+#else
+    return 0;
+#endif
+}
+
+static int thread_count(void) {
+#ifdef _OPENMP
+    return omp_get_num_threads();
+#else
+    return 1;
+#endif
+}
+
 typedef struct tok_plan {
     act_prep prep[3];
     int which[3], np;
@@ -638,7 +656,7 @@ static nb_status forward_token(const nb_qmodel *m, nb_qstate *s, int32_t tok, in
     float *x = s->x, *q = s->q, *ao = s->xb, *o = s->xb2, *hb = s->hb, *hb2 = s->hb2;
 #pragma omp parallel num_threads(nt)
     {
-        const int t = omp_get_thread_num(), n = omp_get_num_threads(), grouped = c->n_kv_heads % n == 0;
+        const int t = thread_id(), n = thread_count(), grouped = c->n_kv_heads % n == 0;
         uint8_t *ab = scr + (size_t)t * (abytes + xbytes);
         float *xb = (float *)(ab + abytes); /* this thread's normed input */
         int64_t a, b;

@@ -6,7 +6,9 @@
    bench_decode N REPS SHAPE TYPE THREADS, e.g. `bench_decode 256 5 small int4/g32 1` (fp32 is
    still run first as the baseline unless a sixth argument `nobase` is given; "all" or a missing
    argument matches everything). */
+#ifdef _OPENMP
 #include <omp.h>
+#endif
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,6 +36,9 @@ static double cpu_now(void) {
    over 300 when the host places them on different L3s (then every barrier and every read of the
    other thread's rows costs that, and a decode step exchanges a few hundred lines) */
 static double pingpong_ns(void) {
+#ifndef _OPENMP
+    return 0;
+#else
     static _Alignas(64) volatile int flag;
     const int n = 100000;
     double t0 = 0, t1 = 0;
@@ -50,6 +55,7 @@ static double pingpong_ns(void) {
         if (t == 0) t1 = now();
     }
     return (t1 - t0) / n * 1e9;
+#endif
 }
 
 static nb_qmodel *random_model(int dim, int hidden, int layers, int heads, int kv, int vocab, int seq) {
