@@ -607,6 +607,24 @@ static void tok_rows(const nb_qtensor *W, const tok_plan *pl, int i, const uint8
         rows_block(W, p, abuf ? abuf + p->off : NULL, x, 1, r, b - r < QMM_ROWS ? b - r : QMM_ROWS, y);
 }
 
+/* a contiguous share of rows in whole blocks of QMM_ROWS (the row kernels' unit) */
+static void share_rows(int64_t rows, int t, int nt, int64_t *a, int64_t *b) {
+    share((rows + QMM_ROWS - 1) / QMM_ROWS, t, nt, a, b);
+    *a *= QMM_ROWS;
+    *b = *b * QMM_ROWS < rows ? *b * QMM_ROWS : rows;
+}
+
+/* thread t's share of the rows of W on the input in (quantized into this thread's abuf), into o
+   and added into the residual stream x */
+static void tok_residual(const nb_qtensor *W, const tok_plan *p, uint8_t *abuf, const float *in, int t, int nt,
+                         float *o, float *x) {
+    int64_t a, b;
+    quantize_acts(p->prep, p->np, in, 1, p->bytes ? abuf : NULL);
+    share_rows(W->rows, t, nt, &a, &b);
+    if (a < b) tok_rows(W, p, 0, abuf, in, a, b, o);
+    for (int64_t i = a; i < b; i++) x[i] += o[i];
+}
+
 static nb_status plan_one(const nb_qtensor *W, tok_plan *p) {
     return plan_acts(&W, 1, 1, p->prep, p->which, &p->np, &p->bytes);
 }
@@ -696,17 +714,12 @@ static nb_status forward_token(const nb_qmodel *m, nb_qstate *s, int32_t tok, in
             }
             TOK_BARRIER(n);
             /* wo, and the residual add of its own rows */
-            quantize_acts(po->prep, po->np, ao, 1, po->bytes ? ab : NULL);
-            share((C + QMM_ROWS - 1) / QMM_ROWS, t, n, &a, &b);
-            a *= QMM_ROWS, b = b * QMM_ROWS < C ? b * QMM_ROWS : C;
-            if (a < b) tok_rows(&L->wo, po, 0, ab, ao, a, b, o);
-            for (int64_t i = a; i < b; i++) x[i] += o[i];
+            tok_residual(&L->wo, po, ab, ao, t, n, o, x);
             TOK_BARRIER(n);
             /* w1, w3 and SwiGLU of its own rows */
             kk->rmsnorm_fwd(xb, x, L->ffn_norm.data, c->norm_eps, C);
             quantize_acts(pff->prep, pff->np, xb, 1, pff->bytes ? ab : NULL);
-            share((H + QMM_ROWS - 1) / QMM_ROWS, t, n, &a, &b);
-            a *= QMM_ROWS, b = b * QMM_ROWS < H ? b * QMM_ROWS : H;
+            share_rows(H, t, n, &a, &b);
             if (a < b) {
                 tok_rows(&L->w1, pff, 0, ab, xb, a, b, hb);
                 tok_rows(&L->w3, pff, 1, ab, xb, a, b, hb2);
@@ -714,17 +727,12 @@ static nb_status forward_token(const nb_qmodel *m, nb_qstate *s, int32_t tok, in
             }
             TOK_BARRIER(n);
             /* w2, and the residual add of its own rows */
-            quantize_acts(p2->prep, p2->np, hb, 1, p2->bytes ? ab : NULL);
-            share((C + QMM_ROWS - 1) / QMM_ROWS, t, n, &a, &b);
-            a *= QMM_ROWS, b = b * QMM_ROWS < C ? b * QMM_ROWS : C;
-            if (a < b) tok_rows(&L->w2, p2, 0, ab, hb, a, b, o);
-            for (int64_t i = a; i < b; i++) x[i] += o[i];
+            tok_residual(&L->w2, p2, ab, hb, t, n, o, x);
             TOK_BARRIER(n);
         }
         kk->rmsnorm_fwd(xb, x, m->norm.data, c->norm_eps, C);
         quantize_acts(pc.prep, pc.np, xb, 1, pc.bytes ? ab : NULL);
-        share((c->vocab + QMM_ROWS - 1) / QMM_ROWS, t, n, &a, &b);
-        a *= QMM_ROWS, b = b * QMM_ROWS < c->vocab ? b * QMM_ROWS : c->vocab;
+        share_rows(c->vocab, t, n, &a, &b);
         if (a < b) tok_rows(&m->classifier, &pc, 0, ab, xb, a, b, logits);
     }
     return NB_OK;
