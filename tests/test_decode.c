@@ -42,7 +42,9 @@ START_TEST(test_matvec_lanes_twins) {
     float *y = malloc(4 * (maxr + 1));
     nb_simd_level lv[3];
     int nl = levels(lv);
+    for (int pf = 0; pf < 2; pf++) /* the kernels with and without their prefetching (same bits) */
     for (size_t a = 0; a < sizeof ns / sizeof *ns; a++) {
+        nb_qdot_set_prefetch(pf);
         int n = ns[a];
         int groups[] = {32, 64, 96, n};
         for (size_t b = 0; b < 4; b++) {
@@ -109,6 +111,7 @@ START_TEST(test_matvec_lanes_twins) {
         }
     }
     nb_simd_force(nb_simd_detect());
+    nb_qdot_set_prefetch(0);
     free(x), free(w), free(xq), free(w8), free(w4), free(xs), free(ws), free(ls), free(y);
 }
 END_TEST
@@ -130,7 +133,9 @@ START_TEST(test_matvec_blocks_twins) {
     float *y = malloc(4 * (maxr + 1));
     nb_simd_level lv[3];
     int nl = levels(lv);
+    for (int pf = 0; pf < 2; pf++) /* with and without prefetching */
     for (size_t a = 0; a < sizeof ns / sizeof *ns; a++) {
+        nb_qdot_set_prefetch(pf);
         int n = ns[a], nb = n / 32;
         nb_quantize_act_q8_0_ref(x, xq, n);
         nb_act_lanesums_q8_0(n, xq, ls + 1);
@@ -154,6 +159,7 @@ START_TEST(test_matvec_blocks_twins) {
         }
     }
     nb_simd_force(nb_simd_detect());
+    nb_qdot_set_prefetch(0);
     free(x), free(w), free(xraw), free(w8raw), free(w4raw), free(ls), free(y);
 }
 END_TEST

@@ -738,11 +738,28 @@ static nb_status forward_token(const nb_qmodel *m, nb_qstate *s, int32_t tok, in
     return NB_OK;
 }
 
+/* Weights beyond this many bytes come from DRAM on every token rather than from the caches (this
+   machine: 32 MB of L3, shared with the KV cache): the matvec kernels then prefetch ahead. */
+#define NB_STREAM_BYTES ((size_t)16 << 20)
+
+static size_t weight_bytes(const nb_qmodel *m) {
+    const nb_qtensor *top[2] = {&m->tok_emb, &m->classifier};
+    size_t n = 0;
+    for (int i = 0; i < (m->cfg.tied ? 1 : 2); i++) n += nb_qtensor_row_bytes(top[i]->type, top[i]->cols) * top[i]->rows;
+    for (int l = 0; l < m->cfg.n_layers; l++) {
+        const nb_qlayer *L = &m->layers[l];
+        const nb_qtensor *ts[7] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->w1, &L->w2, &L->w3};
+        for (int i = 0; i < 7; i++) n += nb_qtensor_row_bytes(ts[i]->type, ts[i]->cols) * ts[i]->rows;
+    }
+    return n;
+}
+
 nb_status nb_qmodel_forward(const nb_qmodel *m, nb_qstate *s, const int32_t *tokens, int T, int pos, float *logits,
                             int all_logits) {
     if (T < 1 || pos < 0 || pos + T > m->cfg.seq_len)
         return nb_fail(NB_EINVAL, "forward: positions %d..%d exceed the context length %d", pos, pos + T - 1,
                        m->cfg.seq_len);
+    nb_qdot_set_prefetch(weight_bytes(m) > NB_STREAM_BYTES);
     if (T == 1) return forward_token(m, s, tokens[0], pos, logits); /* decode: one parallel region */
     for (int t0 = 0; t0 < T; t0 += s->max_batch) {
         int B = T - t0 < s->max_batch ? T - t0 : s->max_batch;

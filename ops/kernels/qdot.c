@@ -421,6 +421,10 @@ void nb_matvec_i8_lanes(int64_t rows, int64_t n, int64_t group, const int8_t *w,
     for (int64_t r = 0; r < rows; r++) y[r] = f(n, group, w + r * n, ws + r * ng, NULL, x, xs);
 }
 
+static int prefetch_on;
+void nb_qdot_set_prefetch(int on) { __atomic_store_n(&prefetch_on, on != 0, __ATOMIC_RELAXED); }
+int nb_qdot_prefetch(void) { return __atomic_load_n(&prefetch_on, __ATOMIC_RELAXED); }
+
 void nb_matvec_i4_lanes(int64_t rows, int64_t n, int64_t group, const uint8_t *w, const float *ws, const int8_t *x,
                         const float *xs, const int32_t *lsum, float *y) {
 #if NB_HAVE_AVX512

@@ -72,6 +72,11 @@ nb_dot_i4_fn nb_dot_i4_i8_pick(int64_t n, int64_t group, int has_zeros);
    every matrix that reads it. The AVX-512 VNNI twin runs four rows at a time with vpdpbusd on
    unsigned weights + offset (the offset's share comes off through lsum). */
 int nb_matvec_lanes_ok(int64_t n, int64_t group, int has_zeros);
+/* Whether the matvec kernels prefetch ahead: worth it when the weights stream from DRAM (2x),
+   3-5 % slower when they sit in the caches. The runtime sets it from its model's size (default
+   off); results are the same bits either way. */
+void nb_qdot_set_prefetch(int on);
+int nb_qdot_prefetch(void);
 /* lsum[g * 8 + k] = sum of x[g * group + 32 c + 4 k + i] over the group's chunks c and i < 4. */
 void nb_act_lanesums(int64_t n, int64_t group, const int8_t *x, int32_t *lsum);
 void nb_act_lanesums_ref(int64_t n, int64_t group, const int8_t *x, int32_t *lsum);

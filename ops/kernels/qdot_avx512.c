@@ -201,7 +201,7 @@ NB_ALWAYS __m256i ld_q4_0_u(const uint8_t *qs) {
     return _mm256_and_si256(_mm256_srlv_epi64(b, _mm256_set_epi64x(4, 4, 0, 0)), _mm256_set1_epi8(15));
 }
 
-NB_ALWAYS void rows_q(const int R, const int q4, int64_t nb, const uint8_t *w, size_t rb, const nb_block_q8_0 *x,
+NB_ALWAYS void rows_q(const int R, const int q4, const int pf, int64_t nb, const uint8_t *w, size_t rb, const nb_block_q8_0 *x,
                       const int32_t *lsum, float *y) {
     const int sh = q4 ? 3 : 7;
     __m256 acc[4];
@@ -213,8 +213,9 @@ NB_ALWAYS void rows_q(const int R, const int q4, int64_t nb, const uint8_t *w, s
         for (int r = 0; r < R; r++) {
             __m256i u;
             float dw;
-            _mm_prefetch((const char *)(w + r * rb) + (q4 ? sizeof(nb_block_q4_0) : sizeof(nb_block_q8_0)) * b +
-                             NB_LANES_PF * rb, _MM_HINT_T1);
+            if (pf)
+                _mm_prefetch((const char *)(w + r * rb) + (q4 ? sizeof(nb_block_q4_0) : sizeof(nb_block_q8_0)) * b +
+                                 NB_LANES_PF * rb, _MM_HINT_T1);
             if (q4) {
                 const nb_block_q4_0 *wb = (const nb_block_q4_0 *)(w + r * rb) + b;
                 u = ld_q4_0_u(wb->qs);
@@ -235,8 +236,13 @@ NB_ALWAYS void matvec_q(const int q4, int64_t rows, int64_t n, const uint8_t *w,
     const int64_t nb = n / NB_QK;
     const size_t rb = (size_t)nb * (q4 ? sizeof(nb_block_q4_0) : sizeof(nb_block_q8_0));
     int64_t r = 0;
-    for (; r + 4 <= rows; r += 4) rows_q(4, q4, nb, w + r * rb, rb, x, lsum, y + r);
-    for (; r < rows; r++) rows_q(1, q4, nb, w + r * rb, rb, x, lsum, y + r);
+    if (nb_qdot_prefetch()) {
+        for (; r + 4 <= rows; r += 4) rows_q(4, q4, 1, nb, w + r * rb, rb, x, lsum, y + r);
+        for (; r < rows; r++) rows_q(1, q4, 1, nb, w + r * rb, rb, x, lsum, y + r);
+    } else {
+        for (; r + 4 <= rows; r += 4) rows_q(4, q4, 0, nb, w + r * rb, rb, x, lsum, y + r);
+        for (; r < rows; r++) rows_q(1, q4, 0, nb, w + r * rb, rb, x, lsum, y + r);
+    }
 }
 
 void nb_matvec_q8_0_avx512(int64_t rows, int64_t n, const nb_block_q8_0 *w, const nb_block_q8_0 *x,

@@ -8,6 +8,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "qdot.h"
+
 /* ---- matrix x vector, lane order (see nb_matvec_i8_lanes in qdot.h) ----
    u8 x s8 with an offset: vpdpbusd multiplies unsigned weights w + off (int8: w ^ 0x80 = w + 128;
    int4: nibble ^ 8 = w + 8) by the signed activations, and the accumulator starts at
@@ -17,8 +19,9 @@
 #define NB_ALWAYS static inline __attribute__((always_inline))
 /* The row kernels read four rows side by side, which the hardware prefetchers follow poorly
    once the matrix comes from DRAM (measured: int8 at 10 GB/s vs 30 for one fp32 row stream).
-   Each step prefetches, into L2, the same place NB_LANES_PF rows further on: 2x from DRAM,
-   no cost when the matrix sits in the caches. */
+   Each step prefetches, into L2, the same place NB_LANES_PF rows further on: 2x from DRAM, but
+   3-5 % slower when the matrix sits in the caches, so only when nb_qdot_prefetch() says the
+   weights stream from memory (pf, a constant in each instantiation). */
 #define NB_LANES_PF 8
 
 /* 64 weights from 64 int8 codes / 32 bytes of int4 codes, as unsigned w + off in element order */
@@ -50,7 +53,7 @@ NB_ALWAYS float tree8(__m256 v) {
 
 /* R rows (R <= 4) of the group-32 case: two groups per 512-bit step. The per-group scales
    ws * xs (the twin's float product) are formed 16 groups at a time. */
-NB_ALWAYS void rows_g32(const int R, const int i4, int64_t ng, const uint8_t *w, size_t rb, const float *ws,
+NB_ALWAYS void rows_g32(const int R, const int i4, const int pf, int64_t ng, const uint8_t *w, size_t rb, const float *ws,
                         const int8_t *x, const float *xs, const int32_t *lsum, float *y) {
     const int sh = i4 ? 3 : 7; /* off = 8 or 128 */
     const size_t cb = i4 ? 16 : 32; /* bytes per 32 weights */
@@ -67,7 +70,7 @@ NB_ALWAYS void rows_g32(const int R, const int i4, int64_t ng, const uint8_t *w,
             const __m512i xv = _mm512_loadu_si512(x + g * 32);
             const __m512i c = _mm512_sub_epi32(_mm512_setzero_si512(), _mm512_slli_epi32(_mm512_loadu_si512(lsum + g * 8), sh));
             for (int r = 0; r < R; r++) {
-                _mm_prefetch((const char *)(w + r * rb + g * cb) + NB_LANES_PF * rb, _MM_HINT_T1);
+                if (pf) _mm_prefetch((const char *)(w + r * rb + g * cb) + NB_LANES_PF * rb, _MM_HINT_T1);
                 __m512 f = _mm512_cvtepi32_ps(_mm512_dpbusd_epi32(c, ld64_u(i4, w + r * rb + g * cb), xv));
                 acc[r] = _mm256_fmadd_ps(_mm512_castps512_ps256(f), _mm256_set1_ps(sc[r][g - g0]), acc[r]);
                 acc[r] = _mm256_fmadd_ps(_mm512_extractf32x8_ps(f, 1), _mm256_set1_ps(sc[r][g - g0 + 1]), acc[r]);
@@ -86,7 +89,7 @@ NB_ALWAYS void rows_g32(const int R, const int i4, int64_t ng, const uint8_t *w,
 }
 
 /* R rows of a group of 64 or more (whole chunks of 32): int lanes over the group, one fma per group */
-NB_ALWAYS void rows_gen(const int R, const int i4, int64_t n, int64_t group, const uint8_t *w, size_t rb,
+NB_ALWAYS void rows_gen(const int R, const int i4, const int pf, int64_t n, int64_t group, const uint8_t *w, size_t rb,
                         const float *ws, const int8_t *x, const float *xs, const int32_t *lsum, float *y) {
     const int sh = i4 ? 3 : 7;
     const int64_t ng = n / group;
@@ -103,7 +106,7 @@ NB_ALWAYS void rows_gen(const int R, const int i4, int64_t n, int64_t group, con
             const __m512i xv = _mm512_loadu_si512(x + g0 + j);
             for (int r = 0; r < R; r++)
             {
-                _mm_prefetch((const char *)(w + r * rb + (i4 ? (g0 + j) / 2 : g0 + j)) + NB_LANES_PF * rb, _MM_HINT_T1);
+                if (pf) _mm_prefetch((const char *)(w + r * rb + (i4 ? (g0 + j) / 2 : g0 + j)) + NB_LANES_PF * rb, _MM_HINT_T1);
                 s16[r] = _mm512_dpbusd_epi32(s16[r], ld64_u(i4, w + r * rb + (i4 ? (g0 + j) / 2 : g0 + j)), xv);
             }
         }
@@ -120,18 +123,24 @@ NB_ALWAYS void rows_gen(const int R, const int i4, int64_t n, int64_t group, con
     for (int r = 0; r < R; r++) y[r] = tree8(acc[r]);
 }
 
-NB_ALWAYS void matvec_lanes(const int i4, int64_t rows, int64_t n, int64_t group, const uint8_t *w, const float *ws,
-                            const int8_t *x, const float *xs, const int32_t *lsum, float *y) {
+NB_ALWAYS void matvec_lanes_pf(const int i4, const int pf, int64_t rows, int64_t n, int64_t group, const uint8_t *w,
+                               const float *ws, const int8_t *x, const float *xs, const int32_t *lsum, float *y) {
     const size_t rb = i4 ? (size_t)n / 2 : (size_t)n;
     const int64_t ng = n / group;
     int64_t r = 0;
     if (group == 32) {
-        for (; r + 4 <= rows; r += 4) rows_g32(4, i4, ng, w + r * rb, rb, ws + r * ng, x, xs, lsum, y + r);
-        for (; r < rows; r++) rows_g32(1, i4, ng, w + r * rb, rb, ws + r * ng, x, xs, lsum, y + r);
+        for (; r + 4 <= rows; r += 4) rows_g32(4, i4, pf, ng, w + r * rb, rb, ws + r * ng, x, xs, lsum, y + r);
+        for (; r < rows; r++) rows_g32(1, i4, pf, ng, w + r * rb, rb, ws + r * ng, x, xs, lsum, y + r);
     } else {
-        for (; r + 4 <= rows; r += 4) rows_gen(4, i4, n, group, w + r * rb, rb, ws + r * ng, x, xs, lsum, y + r);
-        for (; r < rows; r++) rows_gen(1, i4, n, group, w + r * rb, rb, ws + r * ng, x, xs, lsum, y + r);
+        for (; r + 4 <= rows; r += 4) rows_gen(4, i4, pf, n, group, w + r * rb, rb, ws + r * ng, x, xs, lsum, y + r);
+        for (; r < rows; r++) rows_gen(1, i4, pf, n, group, w + r * rb, rb, ws + r * ng, x, xs, lsum, y + r);
     }
+}
+
+NB_ALWAYS void matvec_lanes(const int i4, int64_t rows, int64_t n, int64_t group, const uint8_t *w, const float *ws,
+                            const int8_t *x, const float *xs, const int32_t *lsum, float *y) {
+    if (nb_qdot_prefetch()) matvec_lanes_pf(i4, 1, rows, n, group, w, ws, x, xs, lsum, y);
+    else matvec_lanes_pf(i4, 0, rows, n, group, w, ws, x, xs, lsum, y);
 }
 
 #endif
