@@ -1,11 +1,13 @@
-/* bench_decode.c: decode speed (tokens/s) of nibble's runtime for fp32 vs int8 vs int4 weights on a
-   stories260K-shaped, a 'small' (dim 288, 6 layers, 6 heads, hidden 768, vocab 512) and a
-   'medium' (dim 768, 8 layers, 12 heads, hidden 2048: 57M weights, 230 MB in fp32, far beyond
-   the L3 cache, where 'small' fits in it) random model, 1 and 2 threads. Usage: bench_decode [tokens=256] [reps=3]. Prints one line per case and
-   the speedups over fp32 at the same thread count. Optional filters (for profiling one case):
-   bench_decode N REPS SHAPE TYPE THREADS, e.g. `bench_decode 256 5 small int4/g32 1` (fp32 is
-   still run first as the baseline unless a sixth argument `nobase` is given; "all" or a missing
-   argument matches everything). */
+/* bench_decode.c: decode speed (tokens/s) of nibble's runtime for fp32 vs int8, Q8_0, int4 g32
+   and Q4_0 weights on a stories260K-shaped, a 'small' (dim 288, 6 layers, 6 heads, hidden 768,
+   vocab 512; 24.5 MB in fp32, which fits in this machine's L3) and a 'medium' (dim 768, 8 layers,
+   12 heads, hidden 2048: 57M weights, 230 MB in fp32, far beyond the L3) random model, 1 and 2
+   threads. Usage: bench_decode [tokens=256] [rounds=3] [SHAPE] [TYPE] [THREADS] [nobase]. Each
+   round decodes the tokens once with every type, fp32 first (interleaved, so that a slow spell of
+   the machine hits every type); the best round of each is printed with its speedup over fp32 at
+   the same thread count. SHAPE, TYPE and THREADS filter the cases ("all" matches everything;
+   fp32 still runs as the baseline unless `nobase`), e.g. `bench_decode 256 5 small int4/g32 1`.
+   Before the 2-thread cases it prints the core-to-core round trip (below). */
 #ifdef _OPENMP
 #include <omp.h>
 #endif
@@ -82,32 +84,24 @@ static nb_qmodel *random_model(int dim, int hidden, int layers, int heads, int k
     return m;
 }
 
-/* tokens/s of decoding n tokens one at a time (best of reps); *cpu_us: best CPU microseconds per
-   token (summed over threads) */
-static double decode_tps(const nb_qmodel *m, int n, int reps, double *cpu_us) {
+/* seconds of wall and CPU time (all threads) to decode n tokens one at a time */
+static void decode_once(const nb_qmodel *m, int n, double *wall, double *cpu) {
     nb_qstate s;
-    *cpu_us = 0;
-    if (nb_qstate_init(&s, m, 1)) return 0;
+    *wall = *cpu = 1e30;
+    if (nb_qstate_init(&s, m, 1)) return;
     float *lg = malloc(sizeof(float) * m->cfg.vocab);
-    double best = 1e30, best_cpu = 1e30;
-    for (int r = 0; r < reps; r++) {
-        int32_t tok = 1;
-        double t0 = now(), c0 = cpu_now();
-        for (int p = 0; p < n; p++) {
-            nb_qmodel_forward(m, &s, &tok, 1, p, lg, 0);
-            int b = 0;
-            for (int i = 1; i < m->cfg.vocab; i++)
-                if (lg[i] > lg[b]) b = i;
-            tok = b;
-        }
-        double dt = now() - t0, dc = cpu_now() - c0;
-        if (dt < best) best = dt;
-        if (dc < best_cpu) best_cpu = dc;
+    int32_t tok = 1;
+    double t0 = now(), c0 = cpu_now();
+    for (int p = 0; p < n; p++) {
+        nb_qmodel_forward(m, &s, &tok, 1, p, lg, 0);
+        int b = 0;
+        for (int i = 1; i < m->cfg.vocab; i++)
+            if (lg[i] > lg[b]) b = i;
+        tok = b;
     }
-    *cpu_us = 1e6 * best_cpu / n;
+    *wall = now() - t0, *cpu = cpu_now() - c0;
     free(lg);
     nb_qstate_free(&s);
-    return n / best;
 }
 
 int main(int argc, char **argv) {
@@ -119,30 +113,43 @@ int main(int argc, char **argv) {
     struct { const char *name; nb_qtype t; int group; } types[] = {
         {"f32", NB_QT_F32, 0}, {"int8/row", NB_QT_I8, 0}, {"q8_0", NB_QT_Q8_0, 0},
         {"int4/g32", NB_QT_I4, 32}, {"q4_0", NB_QT_Q4_0, 0}};
-    printf("simd %s, %d decode tokens, best of %d\n", nb_simd_name(nb_simd_active()), n, reps);
+    printf("simd %s, %d decode tokens, best of %d rounds (each round runs every type once, fp32 first)\n",
+           nb_simd_name(nb_simd_active()), n, reps);
+    enum { NT = sizeof types / sizeof *types };
     for (size_t s = 0; s < sizeof shapes / sizeof *shapes; s++) {
         if (strcmp(only_shape, "all") && strcmp(only_shape, shapes[s].name)) continue;
         nb_qmodel *m = random_model(shapes[s].dim, shapes[s].hidden, shapes[s].layers, shapes[s].heads, shapes[s].kv, 512,
                                     n + 1);
+        nb_qmodel *q[NT] = {0};
+        for (size_t t = 0; t < NT; t++) {
+            if ((t || nobase) && strcmp(only_type, "all") && strcmp(only_type, types[t].name)) continue;
+            if (nb_qmodel_quantize(m, types[t].t, types[t].group, NB_QT_F32, &q[t])) {
+                fprintf(stderr, "%s\n", nb_errmsg());
+                return 2;
+            }
+        }
         for (int th = 1; th <= 2; th++) {
             if (only_th && th != only_th) continue;
             nb_threads_set(th);
             if (th == 2) printf("core-to-core round trip %.0f ns\n", pingpong_ns());
-            double base = 0, base_cpu = 0;
-            for (size_t t = 0; t < sizeof types / sizeof *types; t++) {
-                if ((t || nobase) && strcmp(only_type, "all") && strcmp(only_type, types[t].name)) continue;
-                nb_qmodel *q;
-                if (nb_qmodel_quantize(m, types[t].t, types[t].group, NB_QT_F32, &q)) {
-                    fprintf(stderr, "%s\n", nb_errmsg());
-                    return 2;
+            double wall[NT], cpu[NT];
+            for (size_t t = 0; t < NT; t++) wall[t] = cpu[t] = 1e30;
+            for (int r = 0; r < reps; r++) /* interleaved: a slow spell of the machine hits every type */
+                for (size_t t = 0; t < NT; t++) {
+                    if (!q[t]) continue;
+                    double w, c;
+                    decode_once(q[t], n, &w, &c);
+                    wall[t] = w < wall[t] ? w : wall[t];
+                    cpu[t] = c < cpu[t] ? c : cpu[t];
                 }
-                double cpu = 0, tps = decode_tps(q, n, reps, &cpu);
-                if (t == 0 || base == 0) base = tps, base_cpu = cpu;
+            const size_t b = q[0] ? 0 : 1; /* the baseline: fp32 unless left out */
+            for (size_t t = 0; t < NT; t++) {
+                if (!q[t]) continue;
                 printf("%-12s threads %d  %-9s %9.1f tok/s  %.2fx fp32   cpu %7.1f us/tok  %.2fx\n", shapes[s].name, th,
-                       types[t].name, tps, tps / base, cpu, base_cpu / cpu);
-                nb_qmodel_free(q);
+                       types[t].name, n / wall[t], wall[b] / wall[t], 1e6 * cpu[t] / n, cpu[b] / cpu[t]);
             }
         }
+        for (size_t t = 0; t < NT; t++) nb_qmodel_free(q[t]);
         nb_qmodel_free(m);
     }
     return 0;
