@@ -657,7 +657,8 @@ static nb_status forward_token(const nb_qmodel *m, nb_qstate *s, int32_t tok, in
     }
     abytes = (abytes + 63) & ~(size_t)63;
     const size_t xbytes = ((size_t)(H > C ? H : C) * sizeof(float) + 63) & ~(size_t)63;
-    const size_t per_head = (size_t)nb_attn_scratch_floats(pos + 1, hs) * sizeof(float);
+    /* sized for the whole context, so that the scratch is allocated once, not grown every token */
+    const size_t per_head = ((size_t)nb_attn_decode_scratch_floats(c->seq_len, hs) * sizeof(float) + 63) & ~(size_t)63;
     /* threads: all of them once the weights are worth it (a stories260K-sized model is not) */
     int64_t macs = (int64_t)C * c->vocab;
     for (int l = 0; l < c->n_layers; l++) macs += (int64_t)C * (2 * C + 2 * kv_dim) + 3 * (int64_t)C * H;

@@ -123,6 +123,7 @@ void nb_attn_over_queries(const nb_attn_kernels *kk, const float *A, const float
 }
 
 int64_t nb_attn_scratch_floats(int64_t nk, int64_t H) { return nk * TQ + 2 * H * TQ + 2 * TQ + 64; }
+int64_t nb_attn_decode_scratch_floats(int64_t nk, int64_t H) { return 2 * nk + H * (TQ + 1) + 64; }
 int64_t nb_attn_kept_floats(int64_t T) { return TQ * (T / TQ) * (T / TQ + 1) / 2 * TQ + (T % TQ ? T * TQ : 0); }
 int64_t nb_attn_kept_at(int64_t t0) { return TQ * TQ * (t0 / TQ) * (t0 / TQ + 1) / 2; }
 

@@ -91,6 +91,8 @@ void nb_attn_forward_rows(const nb_attn_kernels *kk, const float *q, int64_t ldq
 void nb_attn_decode_row(const nb_attn_kernels *kk, const float *q, const float *kt, int64_t ldkt, const float *v,
                         int64_t ldkv, float *o, int64_t t, int64_t H, float *scratch);
 int64_t nb_attn_scratch_floats(int64_t nk, int64_t H);
+/* nb_attn_decode_row's scratch for up to nk keys (forward_one_row: scores, exps, a key strip, q) */
+int64_t nb_attn_decode_scratch_floats(int64_t nk, int64_t H);
 /* floats of one head's kept strips for T queries, and where block t0's strip starts */
 int64_t nb_attn_kept_floats(int64_t T);
 int64_t nb_attn_kept_at(int64_t t0);
