@@ -253,21 +253,23 @@ END_TEST
 
 /* a model big enough for the decode step's threads (forward_token: one parallel region per token,
    each thread owning a share of the heads and rows): 2 threads give the 1-thread bits, equal to
-   the prefill's and the tape's. 3 kv heads split 1 + 2; a hidden size that is not a multiple of
-   the row blocks. */
+   the prefill's and the tape's; hidden sizes that are not a multiple of the row blocks. */
 START_TEST(test_exact_threaded_decode) {
-    static const struct { int hidden; const char *what, *w; int type; } cases[] = {
-        {992, "int4 g32", "{match: \"*\", bits: 4, granularity: group, group_size: 32}", NB_QT_I4},
-        {1000, "int8 channel", "{match: \"*\", bits: 8, granularity: channel}", NB_QT_I8}};
+    /* kv heads 3 (not split evenly: q/k/v, a barrier, then attention), 2 and 6 (whole kv groups) */
+    static const struct { int hidden, kv; const char *what, *w; int type; } cases[] = {
+        {992, 3, "int4 g32", "{match: \"*\", bits: 4, granularity: group, group_size: 32}", NB_QT_I4},
+        {1000, 3, "int8 channel", "{match: \"*\", bits: 8, granularity: channel}", NB_QT_I8},
+        {992, 2, "int4 g32, 2 kv heads", "{match: \"*\", bits: 4, granularity: group, group_size: 32}", NB_QT_I4},
+        {1000, 6, "int8 channel, 6 kv heads", "{match: \"*\", bits: 8, granularity: channel}", NB_QT_I8}};
     const int keep = nb_threads_get();
-    for (int i = 0; i < 2; i++) {
+    for (int i = 0; i < 4; i++) {
         char y[512], what[64];
         snprintf(y, sizeof y,
                  "quant:\n  enabled: true\n  weights:\n    - %s\n"
                  "  activations:\n    - {match: \"*\", bits: 8, granularity: token, restrict_range: true}\n",
                  cases[i].w);
         tiny t;
-        tiny_make(&t, 192, cases[i].hidden, 6, 3, y);
+        tiny_make(&t, 192, cases[i].hidden, 6, cases[i].kv, y);
         for (int th = 1; th <= 2; th++) {
             nb_threads_set(th);
             snprintf(what, sizeof what, "%s, %d thread(s)", cases[i].what, th);
