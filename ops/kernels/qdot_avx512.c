@@ -25,9 +25,11 @@ int32_t nb_isum_i8_avx512(int64_t n, const int8_t *a, const int8_t *b) {
     __m256i acc8 = _mm256_add_epi32(_mm512_castsi512_si256(acc), _mm512_extracti64x4_epi64(acc, 1));
     for (; i + 32 <= n; i += 32)
         acc8 = dp_i8(acc8, _mm256_loadu_si256((const __m256i *)(a + i)), _mm256_loadu_si256((const __m256i *)(b + i)));
-    int32_t s = hsum_i32(acc8);
-    for (; i < n; i++) s += (int32_t)a[i] * b[i];
-    return s;
+    if (i < n) { /* the tail: masked loads, zeros past it */
+        const __mmask32 m = (__mmask32)((1u << (n - i)) - 1);
+        acc8 = dp_i8(acc8, _mm256_maskz_loadu_epi8(m, a + i), _mm256_maskz_loadu_epi8(m, b + i));
+    }
+    return hsum_i32(acc8);
 }
 
 float nb_dot_q8_0_q8_0_avx512(int64_t n, const nb_block_q8_0 *w, const nb_block_q8_0 *x) {
@@ -59,8 +61,13 @@ float nb_dot_i4_i8_avx512(int64_t n, int64_t group, const uint8_t *w, const floa
         int64_t j = 0;
         for (; j + 32 <= len; j += 32)
             v = dp_i8(v, unpack_i4(w + (g0 + j) / 2), _mm256_loadu_si256((const __m256i *)(x + g0 + j)));
+        if (j < len) { /* a short last group: masked loads (no fault past the row), codes past it are 0 */
+            const int64_t m = len - j; /* 1..31; g0 + j is even */
+            const __m128i pw = _mm_maskz_loadu_epi8((__mmask16)((1u << ((m + 1) / 2)) - 1), w + (g0 + j) / 2);
+            const __m256i xv = _mm256_maskz_loadu_epi8((__mmask32)((1u << m) - 1), x + g0 + j);
+            v = dp_i8(v, unpack_i4_v(pw), xv); /* a nibble past the tail meets a 0 activation */
+        }
         int32_t s = hsum_i32(v);
-        for (; j < len; j++) s += nb_i4_get(w, g0 + j) * x[g0 + j];
         if (wz) {
             int32_t sx = 0;
             for (int64_t k = 0; k < len; k++) sx += x[g0 + k];

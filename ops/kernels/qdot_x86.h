@@ -33,13 +33,13 @@ static inline __m256i unpack_q4_0(const uint8_t *q) {
 }
 
 /* 16 bytes of nibble int4 codes -> 32 signed values in element order (2k low, 2k+1 high). */
-static inline __m256i unpack_i4(const uint8_t *q) {
-    __m128i v = _mm_loadu_si128((const __m128i *)q);
+static inline __m256i unpack_i4_v(__m128i v) {
     __m128i m = _mm_set1_epi8(15);
     __m128i lo = _mm_and_si128(v, m), hi = _mm_and_si128(_mm_srli_epi16(v, 4), m);
     __m256i e = _mm256_set_m128i(_mm_unpackhi_epi8(lo, hi), _mm_unpacklo_epi8(lo, hi));
     __m256i eight = _mm256_set1_epi8(8);
     return _mm256_sub_epi8(_mm256_xor_si256(e, eight), eight); /* 4-bit two's complement */
 }
+static inline __m256i unpack_i4(const uint8_t *q) { return unpack_i4_v(_mm_loadu_si128((const __m128i *)q)); }
 
 #endif
