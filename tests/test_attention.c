@@ -5,6 +5,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "../core/fp16.h"
 #include "../core/simd.h"
 #include "../ops/kernels/attn.h"
 #include "../ops/ops.h"
@@ -310,7 +311,36 @@ START_TEST(test_forward_rows_any_split) {
 }
 END_TEST
 
+/* pv_l (one decode row's output and normaliser) on every table against the reference, exact:
+   odd head dims (one to seven vectors, partial ones), odd key counts, unaligned e, v and o */
+START_TEST(test_pv_l_exact) {
+    const int64_t Hs[] = {1, 7, 8, 16, 33, 48, 64, 100, 130}, nks[] = {1, 7, 33, 100, 257};
+    const nb_attn_kernels *ks[4];
+    int nt = simd_tables(ks);
+    for (size_t a = 0; a < sizeof Hs / sizeof *Hs; a++)
+        for (size_t b = 0; b < sizeof nks / sizeof *nks; b++) {
+            const int64_t H = Hs[a], nk = nks[b], ldv = H + 3;
+            float *e = malloc((nk + 1) * sizeof(float)), *v = malloc((nk * ldv + 1) * sizeof(float));
+            float *o0 = malloc((H + 1) * sizeof(float)), *o1 = malloc((H + 2) * sizeof(float));
+            nbt_fill(e, (long)nk + 1, 31);
+            for (int64_t j = 0; j <= nk; j++) e[j] = fabsf(e[j]); /* probabilities are >= 0 */
+            nbt_fill(v, (long)(nk * ldv + 1), 32);
+            const float l0 = nb_attn_ref.pv_l(e + 1, nk, v + 1, ldv, H, o0);
+            for (int t = 0; t < nt; t++) {
+                o1[H + 1] = 12345.0f; /* nothing written past H */
+                const float l1 = ks[t]->pv_l(e + 1, nk, v + 1, ldv, H, o1 + 1);
+                ck_assert_msg(nb_f32_bits(l1) == nb_f32_bits(l0), "%s pv_l H %lld nk %lld: l %a vs %a", ks[t]->name,
+                              (long long)H, (long long)nk, l1, l0);
+                same_bits(o1 + 1, o0, (long)H, ks[t]->name);
+                ck_assert(o1[H + 1] == 12345.0f);
+            }
+            free(e), free(v), free(o0), free(o1);
+        }
+}
+END_TEST
+
 NB_SUITE("attention") {
+    tcase_add_test(tc, test_pv_l_exact);
     tcase_add_test(tc, test_exp_twin_exact);
     tcase_add_test(tc, test_mm_twins_exact);
     tcase_add_test(tc, test_strips_exact);

@@ -82,8 +82,18 @@ static void exp_ref(float *y, const float *x, int64_t n) {
     for (int64_t i = 0; i < n; i++) y[i] = nb_attn_exp(x[i]);
 }
 
+static float pv_l_ref(const float *e, int64_t nk, const float *v, int64_t ldv, int64_t H, float *o) {
+    float l = 0.0f;
+    for (int64_t d = 0; d < H; d++) o[d] = 0.0f;
+    for (int64_t j = 0; j < nk; j++) {
+        l += e[j];
+        for (int64_t d = 0; d < H; d++) o[d] = fmaf(e[j], v[j * ldv + d], o[d]);
+    }
+    return l;
+}
+
 const nb_attn_kernels nb_attn_ref = {"scalar",    1,           mm_ref,     softmax_ref, colscale_ref,
-                                     probs_ref,   dscores_ref, load_t_ref, exp_ref};
+                                     probs_ref,   dscores_ref, load_t_ref, exp_ref,     pv_l_ref};
 
 /* ---- block products and the per-head forward ---- */
 #define HQ (TQ / 2)
@@ -151,13 +161,14 @@ static void forward_one_row(const nb_attn_kernels *kk, const float *q, const flo
             kk->load_t(Kt, k + j0 * ldkv, ldkv, H, m, 1.0f);
             kk->mm(0, 1, m, H, qs, H, Kt, TQ, sc + j0, m, 0);
         }
-    float mx = -INFINITY;
-    for (int64_t j = 0; j < nk; j++) mx = mx > sc[j] ? mx : sc[j];
+    float m8[8]; /* the max in 8 interleaved parts: the same value for finite scores, 8 chains not 1 */
+    for (int i = 0; i < 8; i++) m8[i] = -INFINITY;
+    for (int64_t j = 0; j < nk; j++) m8[j & 7] = m8[j & 7] > sc[j] ? m8[j & 7] : sc[j];
+    float mx = m8[0];
+    for (int i = 1; i < 8; i++) mx = mx > m8[i] ? mx : m8[i];
     for (int64_t j = 0; j < nk; j++) sc[j] -= mx;
     kk->exp(e, sc, nk);
-    float l = 0.0f;
-    for (int64_t j = 0; j < nk; j++) l += e[j];
-    kk->mm(0, 1, H, nk, e, nk, v, ldkv, o, H, 0);
+    const float l = kk->pv_l(e, nk, v, ldkv, H, o); /* o and l: mm's chain and the j-order sum */
     float il = 1.0f / l;
     for (int64_t d = 0; d < H; d++) o[d] *= il;
     if (lse) *lse = mx + logf(l);

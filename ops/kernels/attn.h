@@ -38,6 +38,10 @@ typedef struct nb_attn_kernels {
     void (*load_t)(float *Xt, const float *X, int64_t ld, int64_t H, int64_t m, float s);
     /* y[i] = nb_attn_exp(x[i]) (the vector twin, for tests) */
     void (*exp)(float *y, const float *x, int64_t n);
+    /* one query row's output and normaliser together (decode): o[d] = the chain
+       fma(e[j], v[j ldv + d], c) over j = 0..nk-1 from c = 0 (d < H; mm's chain), and returns
+       l = the sum of e[j] in j order from 0. The two serial chains run side by side. */
+    float (*pv_l)(const float *e, int64_t nk, const float *v, int64_t ldv, int64_t H, float *o);
 } nb_attn_kernels;
 
 /* exp(x) for x clamped to [-87, 88]: Cephes polynomial on r = x - n ln2 (n = round(x log2 e),

@@ -35,4 +35,4 @@
 
 #include "attn_x86.h"
 
-const nb_attn_kernels nb_attn_avx512 = {"avx512", VW, mm, softmax, colscale, probs, dscores, load_t, vexp_n};
+const nb_attn_kernels nb_attn_avx512 = {"avx512", VW, mm, softmax, colscale, probs, dscores, load_t, vexp_n, pv_l};

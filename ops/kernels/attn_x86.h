@@ -220,3 +220,38 @@ static void vexp_n(float *y, const float *x, int64_t n) {
         vstorem(y + i, m, vexp(vloadm(x + i, m)));
     }
 }
+
+/* o[d] = fma chain over j of e[j] v[j ldv + d] (mm's chain, d in vectors of VW, four at a time),
+   l = sum of e[j] in j order: the scalar chain rides along the first column pass */
+static float pv_l(const float *e, int64_t nk, const float *v, int64_t ldv, int64_t H, float *o) {
+    float l = 0.0f;
+    for (int64_t d0 = 0; d0 < H; d0 += 4 * VW) {
+        const int64_t r = H - d0; /* columns left; masks of the four vectors (none past H) */
+        const VM m0 = vfirst(r), m1 = vfirst(r > VW ? r - VW : 0), m2 = vfirst(r > 2 * VW ? r - 2 * VW : 0),
+                 m3 = vfirst(r > 3 * VW ? r - 3 * VW : 0);
+        VF a0 = vzero(), a1 = vzero(), a2 = vzero(), a3 = vzero();
+        const float *vd = v + d0;
+        if (d0 == 0)
+            for (int64_t j = 0; j < nk; j++, vd += ldv) {
+                const VF ej = vbcast(e + j);
+                l += e[j];
+                a0 = vfma(ej, vloadm(vd, m0), a0);
+                if (H - d0 > VW) a1 = vfma(ej, vloadm(vd + VW, m1), a1);
+                if (H - d0 > 2 * VW) a2 = vfma(ej, vloadm(vd + 2 * VW, m2), a2);
+                if (H - d0 > 3 * VW) a3 = vfma(ej, vloadm(vd + 3 * VW, m3), a3);
+            }
+        else
+            for (int64_t j = 0; j < nk; j++, vd += ldv) {
+                const VF ej = vbcast(e + j);
+                a0 = vfma(ej, vloadm(vd, m0), a0);
+                if (H - d0 > VW) a1 = vfma(ej, vloadm(vd + VW, m1), a1);
+                if (H - d0 > 2 * VW) a2 = vfma(ej, vloadm(vd + 2 * VW, m2), a2);
+                if (H - d0 > 3 * VW) a3 = vfma(ej, vloadm(vd + 3 * VW, m3), a3);
+            }
+        vstorem(o + d0, m0, a0);
+        if (H - d0 > VW) vstorem(o + d0 + VW, m1, a1);
+        if (H - d0 > 2 * VW) vstorem(o + d0 + 2 * VW, m2, a2);
+        if (H - d0 > 3 * VW) vstorem(o + d0 + 3 * VW, m3, a3);
+    }
+    return l;
+}
