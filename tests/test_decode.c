@@ -42,9 +42,9 @@ START_TEST(test_matvec_lanes_twins) {
     float *y = malloc(4 * (maxr + 1));
     nb_simd_level lv[3];
     int nl = levels(lv);
-    for (int pf = 0; pf < 2; pf++) /* the kernels with and without their prefetching (same bits) */
-    for (size_t a = 0; a < sizeof ns / sizeof *ns; a++) {
-        nb_qdot_set_prefetch(pf);
+    for (int pf = 0; pf < 2 * (int)(sizeof ns / sizeof *ns); pf++) { /* with and without prefetching (same bits) */
+        const size_t a = (size_t)pf / 2;
+        nb_qdot_set_prefetch(pf & 1);
         int n = ns[a];
         int groups[] = {32, 64, 96, n};
         for (size_t b = 0; b < 4; b++) {
@@ -133,9 +133,9 @@ START_TEST(test_matvec_blocks_twins) {
     float *y = malloc(4 * (maxr + 1));
     nb_simd_level lv[3];
     int nl = levels(lv);
-    for (int pf = 0; pf < 2; pf++) /* with and without prefetching */
-    for (size_t a = 0; a < sizeof ns / sizeof *ns; a++) {
-        nb_qdot_set_prefetch(pf);
+    for (int pf = 0; pf < 2 * (int)(sizeof ns / sizeof *ns); pf++) { /* with and without prefetching */
+        const size_t a = (size_t)pf / 2;
+        nb_qdot_set_prefetch(pf & 1);
         int n = ns[a], nb = n / 32;
         nb_quantize_act_q8_0_ref(x, xq, n);
         nb_act_lanesums_q8_0(n, xq, ls + 1);

@@ -358,10 +358,6 @@ static void rows_block(const nb_qtensor *W, const act_prep *p, const uint8_t *ab
 #define QMM_MAX 4   /* matrices per call */
 #define QMM_ROWS 16 /* rows per work item: the kernels run several rows side by side */
 
-/* (runtime.h) Each distinct activation scheme is quantized once, and all rows of all matrices are
-   split between threads in one parallel region (blocks of QMM_ROWS rows, dynamic: a thread that a
-   busy machine delays does not hold up a fixed share). Every row is computed by the same kernel
-   whatever the thread count or schedule, so results do not depend on them. */
 /* Plan the activation copies n matrices want: prep[0..np) (one per distinct scheme), which[i] the
    copy matrix i reads; *total: bytes for T rows of all copies. */
 static nb_status plan_acts(const nb_qtensor *const *W, int n, int64_t T, act_prep *prep, int *which, int *n_prep,
@@ -426,6 +422,10 @@ static void quantize_acts(const act_prep *prep, int np, const float *X, int64_t 
     }
 }
 
+/* (runtime.h) Each distinct activation scheme is quantized once, and all rows of all matrices are
+   split between threads in one parallel region (blocks of QMM_ROWS rows, dynamic: a thread that a
+   busy machine delays does not hold up a fixed share). Every row is computed by the same kernel
+   whatever the thread count or schedule, so results do not depend on them. */
 nb_status nb_qmatmul_n(const nb_qtensor *const *W, float *const *Y, int n, const float *X, int64_t T, nb_qstate *s) {
     if (n < 1 || n > QMM_MAX) return nb_fail(NB_EINVAL, "qmatmul: %d matrices in one call (1..%d)", n, QMM_MAX);
     act_prep prep[QMM_MAX];

@@ -143,11 +143,12 @@ int64_t nb_attn_kept_at(int64_t t0) { return TQ * TQ * (t0 / TQ) * (t0 / TQ + 1)
 /* One query row at position t (decode): the arithmetic of the strips below for that row, without
    their 31 idle queries. Scores s_j = fma chain over d of qs[d] k_j[d] (the strip's chain with the
    operands of each fma swapped, the same bits), the keys transposed 32 at a time (load_t, times
-   1.0f: exact); max in j order; e_j = nb_attn_exp(s_j - mx); l summed in j order from 0; o[d] =
-   (fma chain over j of e_j v_j[d]) * (1 / l). Scratch: 2 nk + (H + 1) TQ floats, within
-   nb_attn_scratch_floats. With the keys already transposed (kt: (H, >= nk), row stride ldkt, as
-   the runtime's decode cache keeps them), the scores are one product over all keys: the same
-   chains, no transposing. */
+   1.0f: exact); mx = the max (any order: the same value for finite scores); e_j =
+   nb_attn_exp(s_j - mx); l summed in j order from 0; o[d] = (fma chain over j of e_j v_j[d]) *
+   (1 / l), o and l in one pass (pv_l). Scratch: 2 nk + H (TQ + 1) floats
+   (nb_attn_decode_scratch_floats, within nb_attn_scratch_floats). With the keys already
+   transposed (kt: (H, >= nk), row stride ldkt, as the runtime's decode cache keeps them), the
+   scores are one product over all keys: the same chains, no transposing. */
 static void forward_one_row(const nb_attn_kernels *kk, const float *q, const float *k, const float *kt, int64_t ldkt,
                             const float *v, int64_t ldkv, float *o, int64_t t, int64_t H, float scale, float *lse,
                             float *scratch) {
