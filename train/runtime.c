@@ -249,6 +249,7 @@ void nb_qstate_free(nb_qstate *s) {
     nb_free(s->value_cache);
     nb_free(s->key_cache_t);
     nb_free(s->qbuf);
+    nb_free(s->plans);
     memset(s, 0, sizeof *s);
 }
 
@@ -644,18 +645,25 @@ static nb_status forward_token(const nb_qmodel *m, nb_qstate *s, int32_t tok, in
     const int kv_dim = hs * c->n_kv_heads, kv_mul = c->n_heads / c->n_kv_heads;
     if (tok < 0 || tok >= c->vocab)
         return nb_fail(NB_EINVAL, "forward: token %d at position %d is outside the vocabulary (%d)", tok, pos, c->vocab);
-    /* activation plans: checked and sized here for every layer, made again per layer in the region */
-    tok_plan pc;
-    size_t abytes = 0;
-    for (int l = 0; l <= c->n_layers; l++) {
-        tok_plan p[4];
-        NB_TRY(l < c->n_layers ? layer_plans(&m->layers[l], p) : plan_one(&m->classifier, &pc));
-        for (int i = 0; i < (l < c->n_layers ? 4 : 1); i++) {
-            const size_t bytes = l < c->n_layers ? p[i].bytes : pc.bytes;
-            abytes = bytes > abytes ? bytes : abytes;
+    /* activation plans: the model's, made (and checked) once for this state: layer l's four at
+       plans[4 l], the classifier's at plans[4 L] */
+    if (!s->plans) {
+        tok_plan *p = nb_malloc((size_t)(4 * c->n_layers + 1) * sizeof(tok_plan));
+        if (!p) return NB_ENOMEM;
+        size_t most = 0;
+        nb_status st = NB_OK;
+        for (int l = 0; !st && l < c->n_layers; l++) st = layer_plans(&m->layers[l], p + 4 * l);
+        if (!st) st = plan_one(&m->classifier, p + 4 * c->n_layers);
+        if (st) {
+            nb_free(p);
+            return st;
         }
+        for (int i = 0; i <= 4 * c->n_layers; i++) most = p[i].bytes > most ? p[i].bytes : most;
+        s->plans = p;
+        s->plan_bytes = (most + 63) & ~(size_t)63;
     }
-    abytes = (abytes + 63) & ~(size_t)63;
+    const tok_plan *plans = s->plans, *pc = plans + 4 * c->n_layers;
+    const size_t abytes = s->plan_bytes;
     const size_t xbytes = ((size_t)(H > C ? H : C) * sizeof(float) + 63) & ~(size_t)63;
     /* sized for the whole context, so that the scratch is allocated once, not grown every token */
     const size_t per_head = ((size_t)nb_attn_decode_scratch_floats(c->seq_len, hs) * sizeof(float) + 63) & ~(size_t)63;
@@ -682,9 +690,7 @@ static nb_status forward_token(const nb_qmodel *m, nb_qstate *s, int32_t tok, in
         int64_t a, b;
         for (int l = 0; l < c->n_layers; l++) {
             const nb_qlayer *L = &m->layers[l];
-            tok_plan p[4];
-            layer_plans(L, p); /* checked above */
-            const tok_plan *pqkv = &p[0], *po = &p[1], *pff = &p[2], *p2 = &p[3];
+            const tok_plan *pqkv = plans + 4 * l, *po = pqkv + 1, *pff = pqkv + 2, *p2 = pqkv + 3;
             float *kc = s->key_cache + (size_t)l * c->seq_len * kv_dim;
             float *vc = s->value_cache + (size_t)l * c->seq_len * kv_dim;
             float *kr = kc + (size_t)pos * kv_dim, *vr = vc + (size_t)pos * kv_dim;
@@ -733,9 +739,9 @@ static nb_status forward_token(const nb_qmodel *m, nb_qstate *s, int32_t tok, in
             TOK_BARRIER(n);
         }
         kk->rmsnorm_fwd(xb, x, m->norm.data, c->norm_eps, C);
-        quantize_acts(pc.prep, pc.np, xb, 1, pc.bytes ? ab : NULL);
+        quantize_acts(pc->prep, pc->np, xb, 1, pc->bytes ? ab : NULL);
         share_rows(c->vocab, t, n, &a, &b);
-        if (a < b) tok_rows(&m->classifier, &pc, 0, ab, xb, a, b, logits);
+        if (a < b) tok_rows(&m->classifier, pc, 0, ab, xb, a, b, logits);
     }
     return NB_OK;
 }

@@ -155,6 +155,8 @@ typedef struct nb_qstate {
     float *key_cache_t;   /* (L, kv heads, head size, seq_len): the keys again, transposed for decode */
     void *qbuf;           /* quantized activations */
     size_t qcap;
+    void *plans;          /* one-token decode: each layer's activation plans, made at its first token */
+    size_t plan_bytes;    /* the largest quantized activation they need */
 } nb_qstate;
 
 nb_status nb_qstate_init(nb_qstate *s, const nb_qmodel *m, int max_batch);
