@@ -311,36 +311,80 @@ START_TEST(test_forward_rows_any_split) {
 }
 END_TEST
 
-/* pv_l (one decode row's output and normaliser) on every table against the reference, exact:
-   odd head dims (one to seven vectors, partial ones), odd key counts, unaligned e, v and o */
+/* pv_l (decode rows' outputs and normalisers, several heads side by side) on every table against
+   the reference, exact: 1 to 8 heads (groups of every size the kernels make), odd head dims (one
+   to seven vectors, partial ones), odd key counts, each head's e, v and o at its own unaligned
+   place, o of one head written only in its H columns */
 START_TEST(test_pv_l_exact) {
     const int64_t Hs[] = {1, 7, 8, 16, 33, 48, 64, 100, 130}, nks[] = {1, 7, 33, 100, 257};
+    const int ns[] = {1, 2, 3, 5, 8};
     const nb_attn_kernels *ks[4];
     int nt = simd_tables(ks);
     for (size_t a = 0; a < sizeof Hs / sizeof *Hs; a++)
-        for (size_t b = 0; b < sizeof nks / sizeof *nks; b++) {
-            const int64_t H = Hs[a], nk = nks[b], ldv = H + 3;
-            float *e = malloc((nk + 1) * sizeof(float)), *v = malloc((nk * ldv + 1) * sizeof(float));
-            float *o0 = malloc((H + 1) * sizeof(float)), *o1 = malloc((H + 2) * sizeof(float));
-            nbt_fill(e, (long)nk + 1, 31);
-            for (int64_t j = 0; j <= nk; j++) e[j] = fabsf(e[j]); /* probabilities are >= 0 */
-            nbt_fill(v, (long)(nk * ldv + 1), 32);
-            const float l0 = nb_attn_ref.pv_l(e + 1, nk, v + 1, ldv, H, o0);
-            for (int t = 0; t < nt; t++) {
-                o1[H + 1] = 12345.0f; /* nothing written past H */
-                const float l1 = ks[t]->pv_l(e + 1, nk, v + 1, ldv, H, o1 + 1);
-                ck_assert_msg(nb_f32_bits(l1) == nb_f32_bits(l0), "%s pv_l H %lld nk %lld: l %a vs %a", ks[t]->name,
-                              (long long)H, (long long)nk, l1, l0);
-                same_bits(o1 + 1, o0, (long)H, ks[t]->name);
-                ck_assert(o1[H + 1] == 12345.0f);
+        for (size_t b = 0; b < sizeof nks / sizeof *nks; b++)
+            for (size_t c = 0; c < sizeof ns / sizeof *ns; c++) {
+                const int64_t H = Hs[a], nk = nks[b], ldv = H * ns[c] + 3, n = ns[c];
+                float *e = malloc((size_t)(n * (nk + 1) + 1) * sizeof(float));
+                float *v = malloc((size_t)(nk * ldv + 1) * sizeof(float));
+                float *o0 = malloc((size_t)(n * (H + 1)) * sizeof(float)), *o1 = malloc((size_t)(n * (H + 1) + 2) * sizeof(float));
+                nbt_fill(e, (long)(n * (nk + 1) + 1), 31 + (int)n);
+                for (int64_t j = 0; j < n * (nk + 1) + 1; j++) e[j] = fabsf(e[j]); /* probabilities are >= 0 */
+                nbt_fill(v, (long)(nk * ldv + 1), 32);
+                const float *eh[NB_ATTN_PV_HEADS], *vh[NB_ATTN_PV_HEADS];
+                float *oh0[NB_ATTN_PV_HEADS], *oh1[NB_ATTN_PV_HEADS], l0[NB_ATTN_PV_HEADS], l1[NB_ATTN_PV_HEADS];
+                for (int i = 0; i < n; i++) {
+                    eh[i] = e + 1 + i * (nk + 1);
+                    vh[i] = v + 1 + ((i * 5) % n) * H; /* heads in any order (and shared, as kv groups are) */
+                    oh0[i] = o0 + i * (H + 1);
+                    oh1[i] = o1 + 1 + i * (H + 1);
+                }
+                nb_attn_ref.pv_l((int)n, eh, nk, vh, ldv, H, oh0, l0);
+                for (int t = 0; t < nt; t++) {
+                    for (int64_t i = 0; i < n * (H + 1) + 2; i++) o1[i] = 12345.0f;
+                    ks[t]->pv_l((int)n, eh, nk, vh, ldv, H, oh1, l1);
+                    for (int i = 0; i < n; i++) {
+                        ck_assert_msg(nb_f32_bits(l1[i]) == nb_f32_bits(l0[i]), "%s pv_l n %d H %lld nk %lld: l[%d] %a vs %a",
+                                      ks[t]->name, (int)n, (long long)H, (long long)nk, i, l1[i], l0[i]);
+                        same_bits(oh1[i], oh0[i], (long)H, ks[t]->name);
+                        ck_assert(oh1[i][H] == 12345.0f); /* nothing written past H */
+                    }
+                    ck_assert(o1[0] == 12345.0f);
+                    ks[t]->pv_l((int)n, eh, nk, vh, ldv, H, oh1, NULL); /* no normalisers wanted: the same o */
+                    for (int i = 0; i < n; i++) same_bits(oh1[i], oh0[i], (long)H, ks[t]->name);
+                }
+                free(e), free(v), free(o0), free(o1);
             }
-            free(e), free(v), free(o0), free(o1);
+}
+END_TEST
+
+/* max_exp on every table against the reference, exact: odd lengths, unaligned, scores of any sign */
+START_TEST(test_max_exp_exact) {
+    const int64_t ns[] = {1, 7, 15, 16, 17, 33, 100, 1000};
+    const nb_attn_kernels *ks[4];
+    int nt = simd_tables(ks);
+    for (size_t a = 0; a < sizeof ns / sizeof *ns; a++) {
+        const int64_t n = ns[a];
+        float *s = malloc((size_t)(n + 1) * sizeof(float)), *e0 = malloc((size_t)n * sizeof(float));
+        float *e1 = malloc((size_t)(n + 2) * sizeof(float));
+        nbt_fill(s, (long)n + 1, 40);
+        for (int64_t j = 0; j <= n; j++) s[j] *= 30.0f;
+        const float m0 = nb_attn_ref.max_exp(e0, s + 1, n);
+        for (int t = 0; t < nt; t++) {
+            e1[n + 1] = 12345.0f;
+            const float m1 = ks[t]->max_exp(e1 + 1, s + 1, n);
+            ck_assert_msg(nb_f32_bits(m1) == nb_f32_bits(m0), "%s max_exp n %lld: max %a vs %a", ks[t]->name,
+                          (long long)n, m1, m0);
+            same_bits(e1 + 1, e0, (long)n, ks[t]->name);
+            ck_assert(e1[n + 1] == 12345.0f);
         }
+        free(s), free(e0), free(e1);
+    }
 }
 END_TEST
 
 NB_SUITE("attention") {
     tcase_add_test(tc, test_pv_l_exact);
+    tcase_add_test(tc, test_max_exp_exact);
     tcase_add_test(tc, test_exp_twin_exact);
     tcase_add_test(tc, test_mm_twins_exact);
     tcase_add_test(tc, test_strips_exact);

@@ -715,11 +715,10 @@ static nb_status forward_token(const nb_qmodel *m, nb_qstate *s, int32_t tok, in
             }
             key_t_store(c, s, l, pos, kr, g0, g1);
             if (!grouped) TOK_BARRIER(n);
-            for (int64_t h = h0; h < h1; h++) {
-                const int64_t kvo = (h / kv_mul) * hs;
-                nb_attn_decode_row(ak, q + h * hs, ktl + kvo * c->seq_len, c->seq_len, vc + kvo, kv_dim, ao + h * hs, pos,
-                                   hs, (float *)((uint8_t *)att_scr + per_head * (size_t)h));
-            }
+            if (h0 < h1)
+                nb_attn_decode_heads(ak, h0, h1, kv_mul, q, ktl, c->seq_len, vc, kv_dim, ao, pos, hs,
+                                     (float *)((uint8_t *)att_scr + per_head * (size_t)h0),
+                                     (int64_t)(per_head / sizeof(float)));
             TOK_BARRIER(n);
             /* wo, and the residual add of its own rows */
             tok_residual(&L->wo, po, ab, ao, t, n, o, x);

@@ -82,18 +82,28 @@ static void exp_ref(float *y, const float *x, int64_t n) {
     for (int64_t i = 0; i < n; i++) y[i] = nb_attn_exp(x[i]);
 }
 
-static float pv_l_ref(const float *e, int64_t nk, const float *v, int64_t ldv, int64_t H, float *o) {
-    float l = 0.0f;
-    for (int64_t d = 0; d < H; d++) o[d] = 0.0f;
-    for (int64_t j = 0; j < nk; j++) {
-        l += e[j];
-        for (int64_t d = 0; d < H; d++) o[d] = fmaf(e[j], v[j * ldv + d], o[d]);
+static void pv_l_ref(int n, const float *const *e, int64_t nk, const float *const *v, int64_t ldv, int64_t H,
+                     float *const *o, float *l) {
+    for (int h = 0; h < n; h++) {
+        float s = 0.0f;
+        for (int64_t d = 0; d < H; d++) o[h][d] = 0.0f;
+        for (int64_t j = 0; j < nk; j++) {
+            s += e[h][j];
+            for (int64_t d = 0; d < H; d++) o[h][d] = fmaf(e[h][j], v[h][j * ldv + d], o[h][d]);
+        }
+        if (l) l[h] = s;
     }
-    return l;
+}
+
+static float max_exp_ref(float *e, const float *s, int64_t n) {
+    float mx = -INFINITY;
+    for (int64_t j = 0; j < n; j++) mx = mx > s[j] ? mx : s[j];
+    for (int64_t j = 0; j < n; j++) e[j] = nb_attn_exp(s[j] - mx);
+    return mx;
 }
 
 const nb_attn_kernels nb_attn_ref = {"scalar",    1,           mm_ref,     softmax_ref, colscale_ref,
-                                     probs_ref,   dscores_ref, load_t_ref, exp_ref,     pv_l_ref};
+                                     probs_ref,   dscores_ref, load_t_ref, exp_ref,     pv_l_ref, max_exp_ref};
 
 /* ---- block products and the per-head forward ---- */
 #define HQ (TQ / 2)
@@ -143,16 +153,12 @@ int64_t nb_attn_kept_at(int64_t t0) { return TQ * TQ * (t0 / TQ) * (t0 / TQ + 1)
 /* One query row at position t (decode): the arithmetic of the strips below for that row, without
    their 31 idle queries. Scores s_j = fma chain over d of qs[d] k_j[d] (the strip's chain with the
    operands of each fma swapped, the same bits), the keys transposed 32 at a time (load_t, times
-   1.0f: exact); mx = the max (any order: the same value for finite scores); e_j =
-   nb_attn_exp(s_j - mx); l summed in j order from 0; o[d] = (fma chain over j of e_j v_j[d]) *
-   (1 / l), o and l in one pass (pv_l). Scratch: 2 nk + H (TQ + 1) floats
-   (nb_attn_decode_scratch_floats, within nb_attn_scratch_floats). With the keys already
-   transposed (kt: (H, >= nk), row stride ldkt, as the runtime's decode cache keeps them), the
-   scores are one product over all keys: the same chains, no transposing. */
-static void forward_one_row(const nb_attn_kernels *kk, const float *q, const float *k, const float *kt, int64_t ldkt,
-                            const float *v, int64_t ldkv, float *o, int64_t t, int64_t H, float scale, float *lse,
-                            float *scratch) {
-    const int64_t nk = t + 1;
+   1.0f: exact) unless given transposed (kt: (H, >= nk), row stride ldkt: then one product over all
+   keys); then mx = the max (any order: the same value for finite scores) and e_j =
+   nb_attn_exp(s_j - mx) (max_exp). Returns mx; e is scratch + nk. Scratch: 2 nk + H (TQ + 1)
+   floats (nb_attn_decode_scratch_floats, within nb_attn_scratch_floats). */
+static float row_exps(const nb_attn_kernels *kk, const float *q, const float *k, const float *kt, int64_t ldkt,
+                      int64_t ldkv, int64_t nk, int64_t H, float scale, float *scratch) {
     float *sc = scratch, *e = sc + nk, *Kt = e + nk, *qs = Kt + H * TQ;
     for (int64_t d = 0; d < H; d++) qs[d] = q[d] * scale;
     if (kt) kk->mm(0, 1, nk, H, qs, H, kt, ldkt, sc, nk, 0);
@@ -162,22 +168,43 @@ static void forward_one_row(const nb_attn_kernels *kk, const float *q, const flo
             kk->load_t(Kt, k + j0 * ldkv, ldkv, H, m, 1.0f);
             kk->mm(0, 1, m, H, qs, H, Kt, TQ, sc + j0, m, 0);
         }
-    float m8[8]; /* the max in 8 interleaved parts: the same value for finite scores, 8 chains not 1 */
-    for (int i = 0; i < 8; i++) m8[i] = -INFINITY;
-    for (int64_t j = 0; j < nk; j++) m8[j & 7] = m8[j & 7] > sc[j] ? m8[j & 7] : sc[j];
-    float mx = m8[0];
-    for (int i = 1; i < 8; i++) mx = mx > m8[i] ? mx : m8[i];
-    for (int64_t j = 0; j < nk; j++) sc[j] -= mx;
-    kk->exp(e, sc, nk);
-    const float l = kk->pv_l(e, nk, v, ldkv, H, o); /* o and l: mm's chain and the j-order sum */
-    float il = 1.0f / l;
+    return kk->max_exp(e, sc, nk);
+}
+
+/* then l = the sum of e_j in j order from 0 and o[d] = (fma chain over j of e_j v_j[d]) * (1 / l),
+   o and l in one pass (pv_l) */
+static void forward_one_row(const nb_attn_kernels *kk, const float *q, const float *k, const float *v, int64_t ldkv,
+                            float *o, int64_t t, int64_t H, float scale, float *lse, float *scratch) {
+    const int64_t nk = t + 1;
+    const float mx = row_exps(kk, q, k, NULL, 0, ldkv, nk, H, scale, scratch), *e = scratch + nk;
+    float l;
+    kk->pv_l(1, &e, nk, &v, ldkv, H, &o, &l);
+    const float il = 1.0f / l;
     for (int64_t d = 0; d < H; d++) o[d] *= il;
     if (lse) *lse = mx + logf(l);
 }
 
-void nb_attn_decode_row(const nb_attn_kernels *kk, const float *q, const float *kt, int64_t ldkt, const float *v,
-                        int64_t ldkv, float *o, int64_t t, int64_t H, float *scratch) {
-    forward_one_row(kk, q, NULL, kt, ldkt, v, ldkv, o, t, H, 1.0f / sqrtf((float)H), NULL, scratch);
+void nb_attn_decode_heads(const nb_attn_kernels *kk, int64_t h0, int64_t h1, int64_t kv_mul, const float *q,
+                          const float *kt, int64_t ldkt, const float *v, int64_t ldkv, float *o, int64_t t, int64_t H,
+                          float *scratch, int64_t lds) {
+    const int64_t nk = t + 1;
+    const float scale = 1.0f / sqrtf((float)H);
+    for (int64_t h0g = h0; h0g < h1; h0g += NB_ATTN_PV_HEADS) {
+        const int n = (int)(h1 - h0g < NB_ATTN_PV_HEADS ? h1 - h0g : NB_ATTN_PV_HEADS);
+        const float *e[NB_ATTN_PV_HEADS], *vh[NB_ATTN_PV_HEADS];
+        float *oh[NB_ATTN_PV_HEADS], l[NB_ATTN_PV_HEADS];
+        for (int i = 0; i < n; i++) {
+            const int64_t h = h0g + i, g = h / kv_mul;
+            float *sh = scratch + (h - h0) * lds;
+            row_exps(kk, q + h * H, NULL, kt + g * H * ldkt, ldkt, ldkv, nk, H, scale, sh);
+            e[i] = sh + nk, vh[i] = v + g * H, oh[i] = o + h * H;
+        }
+        kk->pv_l(n, e, nk, vh, ldkv, H, oh, l);
+        for (int i = 0; i < n; i++) {
+            const float il = 1.0f / l[i];
+            for (int64_t d = 0; d < H; d++) oh[i][d] *= il;
+        }
+    }
 }
 
 void nb_attn_forward_rows(const nb_attn_kernels *kk, const float *q, int64_t ldq, const float *k, const float *v,
@@ -185,7 +212,7 @@ void nb_attn_forward_rows(const nb_attn_kernels *kk, const float *q, int64_t ldq
                           float *keep, float *scratch) {
     float scale = 1.0f / sqrtf((float)H);
     if (n == 1 && !keep) { /* decode: one row */
-        forward_one_row(kk, q, k, NULL, 0, v, ldkv, o, pos, H, scale, lse, scratch);
+        forward_one_row(kk, q, k, v, ldkv, o, pos, H, scale, lse, scratch);
         return;
     }
     int sh = H < kk->lanes;

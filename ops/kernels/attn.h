@@ -13,6 +13,7 @@
 #include "../../core/simd.h"
 
 #define NB_ATTN_TQ 32 /* queries per block: the width (and row stride) of a score strip */
+#define NB_ATTN_PV_HEADS 8 /* heads per pv_l call, at most */
 
 typedef struct nb_attn_kernels {
     const char *name;
@@ -38,10 +39,15 @@ typedef struct nb_attn_kernels {
     void (*load_t)(float *Xt, const float *X, int64_t ld, int64_t H, int64_t m, float s);
     /* y[i] = nb_attn_exp(x[i]) (the vector twin, for tests) */
     void (*exp)(float *y, const float *x, int64_t n);
-    /* one query row's output and normaliser together (decode): o[d] = the chain
-       fma(e[j], v[j ldv + d], c) over j = 0..nk-1 from c = 0 (d < H; mm's chain), and returns
-       l = the sum of e[j] in j order from 0. The two serial chains run side by side. */
-    float (*pv_l)(const float *e, int64_t nk, const float *v, int64_t ldv, int64_t H, float *o);
+    /* n (1..NB_ATTN_PV_HEADS) decode rows' outputs and normalisers, side by side: for each i < n,
+       o[i][d] = the chain fma(e[i][j], v[i][j ldv + d], c) over j = 0..nk-1 from c = 0 (d < H;
+       mm's chain), and l[i] (when l is not NULL) = the sum of e[i][j] in j order from 0. One row's
+       chains are serial in the keys; the rows of several heads fill the pipeline together. */
+    void (*pv_l)(int n, const float *const *e, int64_t nk, const float *const *v, int64_t ldv, int64_t H,
+                 float *const *o, float *l);
+    /* returns mx = max of s[0, n) (the same value in any order, for finite scores) and sets
+       e[j] = nb_attn_exp(s[j] - mx) */
+    float (*max_exp)(float *e, const float *s, int64_t n);
 } nb_attn_kernels;
 
 /* exp(x) for x clamped to [-87, 88]: Cephes polynomial on r = x - n ln2 (n = round(x log2 e),
@@ -90,12 +96,17 @@ void nb_attn_over_queries(const nb_attn_kernels *kk, const float *A, const float
 void nb_attn_forward_rows(const nb_attn_kernels *kk, const float *q, int64_t ldq, const float *k, const float *v,
                           int64_t ldkv, float *o, int64_t ldo, int64_t pos, int64_t n, int64_t H, float *lse,
                           float *keep, float *scratch);
-/* nb_attn_forward_rows of one row t (n == 1, no lse, no keep) with the keys 0..t given transposed:
-   kt (H, >= t + 1), row stride ldkt (a decode cache that keeps them so). The same bits. */
-void nb_attn_decode_row(const nb_attn_kernels *kk, const float *q, const float *kt, int64_t ldkt, const float *v,
-                        int64_t ldkv, float *o, int64_t t, int64_t H, float *scratch);
+/* nb_attn_forward_rows of one row t (n == 1, no lse, no keep) for the query heads [h0, h1) of a
+   decode step, with the keys 0..t given transposed, as the runtime's decode cache keeps them. Head
+   h reads q + h H, writes o + h H, and uses kv head g = h / kv_mul: keys kt + g H ldkt (H rows of
+   stride ldkt, >= t + 1 columns), values v + g H (row stride ldkv). Head h's scratch is
+   scratch + (h - h0) lds, lds >= nb_attn_decode_scratch_floats(t + 1, H). The same bits as one
+   call per head; the heads' serial output chains run side by side (kk->pv_l). */
+void nb_attn_decode_heads(const nb_attn_kernels *kk, int64_t h0, int64_t h1, int64_t kv_mul, const float *q,
+                          const float *kt, int64_t ldkt, const float *v, int64_t ldkv, float *o, int64_t t, int64_t H,
+                          float *scratch, int64_t lds);
 int64_t nb_attn_scratch_floats(int64_t nk, int64_t H);
-/* nb_attn_decode_row's scratch for up to nk keys (forward_one_row: scores, exps, a key strip, q) */
+/* one decode row's scratch for up to nk keys (scores, exps, a key strip, q) */
 int64_t nb_attn_decode_scratch_floats(int64_t nk, int64_t H);
 /* floats of one head's kept strips for T queries, and where block t0's strip starts */
 int64_t nb_attn_kept_floats(int64_t T);

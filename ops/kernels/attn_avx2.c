@@ -36,4 +36,4 @@
 
 #include "attn_x86.h"
 
-const nb_attn_kernels nb_attn_avx2 = {"avx2", VW, mm, softmax, colscale, probs, dscores, load_t, vexp_n, pv_l};
+const nb_attn_kernels nb_attn_avx2 = {"avx2", VW, mm, softmax, colscale, probs, dscores, load_t, vexp_n, pv_l, max_exp};

@@ -35,4 +35,25 @@
 
 #include "attn_x86.h"
 
-const nb_attn_kernels nb_attn_avx512 = {"avx512", VW, mm, softmax, colscale, probs, dscores, load_t, vexp_n, pv_l};
+/* pv_l for heads of up to 8 columns over 8-lane vectors with AVX512-VL masks and 32 registers
+   (half the lanes of a 16-lane vector would idle; two 8-lane FMAs issue a cycle): the same chains */
+#define PW 8
+#define PF __m256
+#define PM __mmask8
+#define pfull() ((__mmask8)0xff)
+#define pfirst(r) ((r) >= 8 ? (__mmask8)0xff : (__mmask8)((1u << (r)) - 1u))
+#define pload(p) _mm256_loadu_ps(p)
+#define ploadm(p, m) _mm256_maskz_loadu_ps((m), (p))
+#define pstorem(p, m, v) _mm256_mask_storeu_ps((p), (m), (v))
+#define pset1(x) _mm256_set1_ps(x)
+#define pzero() _mm256_setzero_ps()
+#define pfma(a, b, c) _mm256_fmadd_ps((a), (b), (c))
+#define PV_P(x) pv8_##x
+#include "attn_pv_x86.h"
+
+static void pv_l_any(int n, const float *const *e, int64_t nk, const float *const *v, int64_t ldv, int64_t H,
+                     float *const *o, float *l) {
+    (H <= 8 ? pv8_l : pv_l)(n, e, nk, v, ldv, H, o, l);
+}
+
+const nb_attn_kernels nb_attn_avx512 = {"avx512", VW, mm, softmax, colscale, probs, dscores, load_t, vexp_n, pv_l_any, max_exp};

@@ -221,37 +221,34 @@ static void vexp_n(float *y, const float *x, int64_t n) {
     }
 }
 
-/* o[d] = fma chain over j of e[j] v[j ldv + d] (mm's chain, d in vectors of VW, four at a time),
-   l = sum of e[j] in j order: the scalar chain rides along the first column pass */
-static float pv_l(const float *e, int64_t nk, const float *v, int64_t ldv, int64_t H, float *o) {
-    float l = 0.0f;
-    for (int64_t d0 = 0; d0 < H; d0 += 4 * VW) {
-        const int64_t r = H - d0; /* columns left; masks of the four vectors (none past H) */
-        const VM m0 = vfirst(r), m1 = vfirst(r > VW ? r - VW : 0), m2 = vfirst(r > 2 * VW ? r - 2 * VW : 0),
-                 m3 = vfirst(r > 3 * VW ? r - 3 * VW : 0);
-        VF a0 = vzero(), a1 = vzero(), a2 = vzero(), a3 = vzero();
-        const float *vd = v + d0;
-        if (d0 == 0)
-            for (int64_t j = 0; j < nk; j++, vd += ldv) {
-                const VF ej = vbcast(e + j);
-                l += e[j];
-                a0 = vfma(ej, vloadm(vd, m0), a0);
-                if (H - d0 > VW) a1 = vfma(ej, vloadm(vd + VW, m1), a1);
-                if (H - d0 > 2 * VW) a2 = vfma(ej, vloadm(vd + 2 * VW, m2), a2);
-                if (H - d0 > 3 * VW) a3 = vfma(ej, vloadm(vd + 3 * VW, m3), a3);
-            }
-        else
-            for (int64_t j = 0; j < nk; j++, vd += ldv) {
-                const VF ej = vbcast(e + j);
-                a0 = vfma(ej, vloadm(vd, m0), a0);
-                if (H - d0 > VW) a1 = vfma(ej, vloadm(vd + VW, m1), a1);
-                if (H - d0 > 2 * VW) a2 = vfma(ej, vloadm(vd + 2 * VW, m2), a2);
-                if (H - d0 > 3 * VW) a3 = vfma(ej, vloadm(vd + 3 * VW, m3), a3);
-            }
-        vstorem(o + d0, m0, a0);
-        if (H - d0 > VW) vstorem(o + d0 + VW, m1, a1);
-        if (H - d0 > 2 * VW) vstorem(o + d0 + 2 * VW, m2, a2);
-        if (H - d0 > 3 * VW) vstorem(o + d0 + 3 * VW, m3, a3);
+/* pv_l over this level's vectors */
+#define PW VW
+#define PF VF
+#define PM VM
+#define pfull vfull
+#define pfirst vfirst
+#define pload vload
+#define ploadm vloadm
+#define pstorem vstorem
+#define pset1 vset1
+#define pzero vzero
+#define pfma vfma
+#define PV_P(x) pv_##x
+#include "attn_pv_x86.h"
+
+/* mx = max of s[0, n) (any order: the same value for finite scores), e[j] = nb_attn_exp(s[j] - mx) */
+static float max_exp(float *e, const float *s, int64_t n) {
+    VF m = vset1(-INFINITY);
+    int64_t j = 0;
+    for (; j + VW <= n; j += VW) m = vmax(m, vload(s + j));
+    if (j < n) m = vmaxm(vfirst(n - j), m, vloadm(s + j, vfirst(n - j)));
+    float mv[VW], mx = -INFINITY;
+    vstore(mv, m);
+    for (int i = 0; i < VW; i++) mx = mx > mv[i] ? mx : mv[i];
+    const VF mb = vset1(mx);
+    for (j = 0; j < n; j += VW) {
+        const VM k = vfirst(n - j);
+        vstorem(e + j, k, vexp(vsub(vloadm(s + j, k), mb)));
     }
-    return l;
+    return mx;
 }

@@ -108,8 +108,9 @@ int main(int argc, char **argv) {
     int n = argc > 1 ? atoi(argv[1]) : 256, reps = argc > 2 ? atoi(argv[2]) : 3;
     const char *only_shape = argc > 3 ? argv[3] : "all", *only_type = argc > 4 ? argv[4] : "all";
     int only_th = argc > 5 ? atoi(argv[5]) : 0, nobase = argc > 6 && !strcmp(argv[6], "nobase");
-    struct { const char *name; int dim, hidden, layers, heads, kv; } shapes[] = {
-        {"stories260K", 64, 172, 5, 8, 4}, {"small", 288, 768, 6, 6, 6}, {"medium", 768, 2048, 8, 12, 12}};
+    struct { const char *name; int dim, hidden, layers, heads, kv, vocab; } shapes[] = {
+        {"stories260K", 64, 172, 5, 8, 4, 512}, {"shakespeare", 128, 352, 4, 4, 4, 65},
+        {"small", 288, 768, 6, 6, 6, 512}, {"medium", 768, 2048, 8, 12, 12, 512}};
     struct { const char *name; nb_qtype t; int group; } types[] = {
         {"f32", NB_QT_F32, 0}, {"int8/row", NB_QT_I8, 0}, {"q8_0", NB_QT_Q8_0, 0},
         {"int4/g32", NB_QT_I4, 32}, {"q4_0", NB_QT_Q4_0, 0}};
@@ -118,7 +119,7 @@ int main(int argc, char **argv) {
     enum { NT = sizeof types / sizeof *types };
     for (size_t s = 0; s < sizeof shapes / sizeof *shapes; s++) {
         if (strcmp(only_shape, "all") && strcmp(only_shape, shapes[s].name)) continue;
-        nb_qmodel *m = random_model(shapes[s].dim, shapes[s].hidden, shapes[s].layers, shapes[s].heads, shapes[s].kv, 512,
+        nb_qmodel *m = random_model(shapes[s].dim, shapes[s].hidden, shapes[s].layers, shapes[s].heads, shapes[s].kv, shapes[s].vocab,
                                     n + 1);
         nb_qmodel *q[NT] = {0};
         for (size_t t = 0; t < NT; t++) {
