@@ -51,14 +51,32 @@ NB_ALWAYS float tree8(__m256 v) {
     return _mm_cvtss_f32(_mm_add_ss(b, _mm_shuffle_ps(b, b, 1)));
 }
 
-/* R rows (R <= 4) of the group-32 case: two groups per 512-bit step. The per-group scales
+/* tree8 of four rows at once, the same adds: a_r = lo + hi halves (j, j+4); the four a_r
+   transposed so that column k holds lane k of every row; then (0 + 2) + (1 + 3), which is
+   tree8's (j, j+2) then (0, 1) */
+NB_ALWAYS __m128 tree8_x4(__m256 v0, __m256 v1, __m256 v2, __m256 v3) {
+    __m128 a0 = _mm_add_ps(_mm256_castps256_ps128(v0), _mm256_extractf128_ps(v0, 1));
+    __m128 a1 = _mm_add_ps(_mm256_castps256_ps128(v1), _mm256_extractf128_ps(v1, 1));
+    __m128 a2 = _mm_add_ps(_mm256_castps256_ps128(v2), _mm256_extractf128_ps(v2, 1));
+    __m128 a3 = _mm_add_ps(_mm256_castps256_ps128(v3), _mm256_extractf128_ps(v3, 1));
+    _MM_TRANSPOSE4_PS(a0, a1, a2, a3);
+    return _mm_add_ps(_mm_add_ps(a0, a2), _mm_add_ps(a1, a3));
+}
+
+NB_ALWAYS void tree8_rows(const int R, const __m256 *acc, float *y) {
+    int r = 0;
+    for (; r + 4 <= R; r += 4) _mm_storeu_ps(y + r, tree8_x4(acc[r], acc[r + 1], acc[r + 2], acc[r + 3]));
+    for (; r < R; r++) y[r] = tree8(acc[r]);
+}
+
+/* R rows (R <= 8) of the group-32 case: two groups per 512-bit step. The per-group scales
    ws * xs (the twin's float product) are formed 16 groups at a time. */
 NB_ALWAYS void rows_g32(const int R, const int i4, const int pf, int64_t ng, const uint8_t *w, size_t rb, const float *ws,
                         const int8_t *x, const float *xs, const int32_t *lsum, float *y) {
     const int sh = i4 ? 3 : 7; /* off = 8 or 128 */
     const size_t cb = i4 ? 16 : 32; /* bytes per 32 weights */
-    __m256 acc[4];
-    float sc[4][16];
+    __m256 acc[8];
+    float sc[8][16];
     for (int r = 0; r < R; r++) acc[r] = _mm256_setzero_ps();
     for (int64_t g0 = 0; g0 < ng; g0 += 16) {
         const int64_t end = ng - g0 < 16 ? ng : g0 + 16;
@@ -85,7 +103,7 @@ NB_ALWAYS void rows_g32(const int R, const int i4, const int pf, int64_t ng, con
             }
         }
     }
-    for (int r = 0; r < R; r++) y[r] = tree8(acc[r]);
+    tree8_rows(R, acc, y);
 }
 
 /* R rows of a group of 64 or more (whole chunks of 32): int lanes over the group, one fma per group */
@@ -129,6 +147,7 @@ NB_ALWAYS void matvec_lanes_pf(const int i4, const int pf, int64_t rows, int64_t
     const int64_t ng = n / group;
     int64_t r = 0;
     if (group == 32) {
+        for (; r + 8 <= rows; r += 8) rows_g32(8, i4, pf, ng, w + r * rb, rb, ws + r * ng, x, xs, lsum, y + r);
         for (; r + 4 <= rows; r += 4) rows_g32(4, i4, pf, ng, w + r * rb, rb, ws + r * ng, x, xs, lsum, y + r);
         for (; r < rows; r++) rows_g32(1, i4, pf, ng, w + r * rb, rb, ws + r * ng, x, xs, lsum, y + r);
     } else {
