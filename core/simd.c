@@ -10,7 +10,7 @@
 #include <cpuid.h>
 #endif
 
-static int cpu_vnni, cpu_vbmi, vbmi_off;
+static int cpu_vnni;
 
 static nb_simd_level cpu_level(void) {
 #if defined(__x86_64__) || defined(__i386__)
@@ -27,7 +27,6 @@ static nb_simd_level cpu_level(void) {
     if (!(ymm_os && avx2 && fma && f16c)) return NB_SIMD_SCALAR;
     if (zmm_os && avx512f && avx512bw && avx512vl) {
         cpu_vnni = vnni;
-        cpu_vbmi = vnni && ((c >> 1) & 1);
         return NB_SIMD_AVX512;
     }
     return NB_SIMD_AVX2;
@@ -68,13 +67,6 @@ nb_simd_level nb_simd_active(void) {
 
 int nb_simd_has_vnni(void) {
     return nb_simd_active() == NB_SIMD_AVX512 && cpu_vnni;
-}
-
-int nb_simd_has_vbmi(void) { return nb_simd_has_vnni() && cpu_vbmi && !vbmi_off; }
-
-int nb_simd_allow_vbmi(int on) {
-    vbmi_off = !on;
-    return nb_simd_has_vbmi();
 }
 
 const char *nb_simd_name(nb_simd_level l) {

@@ -16,10 +16,6 @@ nb_simd_level nb_simd_active(void);
 /* Force a level (tests compare twins this way); returns the level really set. */
 nb_simd_level nb_simd_force(nb_simd_level l);
 int nb_simd_has_vnni(void); /* AVX512-VNNI available and active level is AVX512 */
-/* AVX512-VBMI too (a faster int4 unpacking in the VNNI kernels); tests turn it off with
-   nb_simd_allow_vbmi(0) to check the other twin, which returns whether it is now in use. */
-int nb_simd_has_vbmi(void);
-int nb_simd_allow_vbmi(int on);
 const char *nb_simd_name(nb_simd_level l);
 
 /* OpenMP thread count (1 when built without OpenMP). */

@@ -1,4 +1,4 @@
-/* test_decode.c: the decode-speed kernels against their scalar twins, bit for bit: the lane-order
+/* test_decode.c: the decode-speed kernels against their scalar twins, bit for bit: the packed
    int8/int4 matvec and the Q8_0/Q4_0 matvec (several rows side by side), the int8 activation
    quantizer and lane sums; odd shapes and unaligned pointers at every SIMD level. Then the whole
    runtime: logits identical for 1 and 2 threads at every SIMD level. */
@@ -28,7 +28,33 @@ static uint32_t bits(float f) {
 /* same bits, or both NaN */
 static int same(float a, float b) { return bits(a) == bits(b) || (a != a && b != b); }
 
-START_TEST(test_matvec_lanes_twins) {
+/* the packed int8/int4 matvec (nb_qpack + nb_matvec_qpack) against the scalar twin's row dots:
+   odd row counts (partial 16-row blocks), row ranges that start and end inside a block, groups of
+   32, 64, 96 and a whole row, with and without prefetching, at every SIMD level */
+static void check_qpack(int i4, int n, int g, int R, const void *w, const float *ws, const int8_t *xq, const float *xs,
+                        const int32_t *ls, float *y, const char *lvl) {
+    const int ng = n / g;
+    void *pk = malloc(nb_qpack_bytes(i4, R, n, g));
+    nb_qpack(i4, R, n, g, w, ws, pk);
+    const int r0s[] = {0, 3, 16, 17};
+    for (size_t a = 0; a < sizeof r0s / sizeof *r0s; a++) {
+        const int r0 = r0s[a] < R ? r0s[a] : 0;
+        for (int nr = R - r0; nr >= 1; nr = nr > 2 ? nr / 3 : nr - 1) {
+            y[1 + nr] = 12345.0f;
+            nb_matvec_qpack(i4, pk, R, n, g, r0, nr, xq, xs, ls, y + 1);
+            ck_assert_msg(y[1 + nr] == 12345.0f, "%s: written past row %d", lvl, r0 + nr);
+            for (int r = r0; r < r0 + nr; r++) {
+                float e = i4 ? nb_dot_i4_i8_ref(n, g, (const uint8_t *)w + (size_t)r * n / 2, ws + (size_t)r * ng, NULL, xq, xs)
+                             : nb_dot_i8_i8_ref(n, g, (const int8_t *)w + (size_t)r * n, ws + (size_t)r * ng, NULL, xq, xs);
+                ck_assert_msg(same(y[1 + r - r0], e), "int%d %s n %d group %d rows %d [%d, %d) row %d: %a vs %a",
+                              i4 ? 4 : 8, lvl, n, g, R, r0, r0 + nr, r, y[1 + r - r0], e);
+            }
+        }
+    }
+    free(pk);
+}
+
+START_TEST(test_matvec_qpack_twins) {
     const int ns[] = {32, 96, 224, 288, 1056};
     const int rows[] = {1, 7, 33, 100};
     const int maxn = 1056, maxr = 100;
@@ -37,9 +63,9 @@ START_TEST(test_matvec_lanes_twins) {
     nbt_fill(w, (long)maxn * maxr, 42);
     int8_t *xq = malloc(maxn + 1), *w8 = malloc((size_t)maxn * maxr + 1);
     uint8_t *w4 = malloc((size_t)maxn * maxr / 2 + 1);
-    float *xs = malloc(4 * (maxn + 1)), *ws = malloc(4 * ((size_t)maxn * maxr + 1));
+    float *xs = malloc(4 * (maxn + 1)), *ws8 = malloc(4 * ((size_t)maxn * maxr + 1)), *ws4 = malloc(4 * ((size_t)maxn * maxr + 1));
     int32_t *ls = malloc(4 * 8 * (maxn + 1));
-    float *y = malloc(4 * (maxr + 1));
+    float *y = malloc(4 * (maxr + 2));
     nb_simd_level lv[3];
     int nl = levels(lv);
     for (int pf = 0; pf < 2 * (int)(sizeof ns / sizeof *ns); pf++) { /* with and without prefetching (same bits) */
@@ -49,41 +75,20 @@ START_TEST(test_matvec_lanes_twins) {
         int groups[] = {32, 64, 96, n};
         for (size_t b = 0; b < 4; b++) {
             int g = groups[b];
-            if (!nb_matvec_lanes_ok(n, g, 0)) continue;
+            if (!nb_qpack_ok(n, g, 0)) continue;
             int ng = n / g;
             nb_quantize_act_i8_ref(x, xq + 1, xs + 1, n, g);
             nb_act_lanesums_ref(n, g, xq + 1, ls);
             for (size_t c = 0; c < sizeof rows / sizeof *rows; c++) {
                 int R = rows[c];
                 for (int r = 0; r < R; r++) {
-                    nb_rt_quantize_sym(w + (size_t)r * n, n, g, 8, w8 + 1 + (size_t)r * n, ws + 1 + (size_t)r * ng);
-                    nb_rt_quantize_sym(w + (size_t)r * n, n, g, 4, w4 + 1 + (size_t)r * n / 2, ws + 1 + (size_t)r * ng);
+                    nb_rt_quantize_sym(w + (size_t)r * n, n, g, 8, w8 + 1 + (size_t)r * n, ws8 + 1 + (size_t)r * ng);
+                    nb_rt_quantize_sym(w + (size_t)r * n, n, g, 4, w4 + 1 + (size_t)r * n / 2, ws4 + 1 + (size_t)r * ng);
                 }
-                /* int4 codes reuse the int8 scale slots: rebuild int8 after the int4 loop below */
-                for (int L = 0; L < nl; L++)
-                    for (int vb = 1; vb >= 0; vb--) { /* AVX-512: the VBMI unpacking where the CPU has it, and without */
-                        nb_simd_force(lv[L]);
-                        const int used = nb_simd_allow_vbmi(vb);
-                        nb_matvec_i4_lanes(R, n, g, w4 + 1, ws + 1, xq + 1, xs + 1, ls, y + 1);
-                        for (int r = 0; r < R; r++) {
-                            float e = nb_dot_i4_i8_ref(n, g, w4 + 1 + (size_t)r * n / 2, ws + 1 + (size_t)r * ng, NULL,
-                                                       xq + 1, xs + 1);
-                            ck_assert_msg(same(y[1 + r], e), "int4 %s%s n %d group %d rows %d row %d: %a vs %a",
-                                          nb_simd_name(lv[L]), used ? " vbmi" : "", n, g, R, r, y[1 + r], e);
-                        }
-                    }
-                nb_simd_allow_vbmi(1);
-                for (int r = 0; r < R; r++)
-                    nb_rt_quantize_sym(w + (size_t)r * n, n, g, 8, w8 + 1 + (size_t)r * n, ws + 1 + (size_t)r * ng);
                 for (int L = 0; L < nl; L++) {
                     nb_simd_force(lv[L]);
-                    nb_matvec_i8_lanes(R, n, g, w8 + 1, ws + 1, xq + 1, xs + 1, ls, y + 1);
-                    for (int r = 0; r < R; r++) {
-                        float e = nb_dot_i8_i8_ref(n, g, w8 + 1 + (size_t)r * n, ws + 1 + (size_t)r * ng, NULL, xq + 1,
-                                                   xs + 1);
-                        ck_assert_msg(same(y[1 + r], e), "int8 %s n %d group %d rows %d row %d: %a vs %a",
-                                      nb_simd_name(lv[L]), n, g, R, r, y[1 + r], e);
-                    }
+                    check_qpack(1, n, g, R, w4 + 1, ws4 + 1, xq + 1, xs + 1, ls, y, nb_simd_name(lv[L]));
+                    check_qpack(0, n, g, R, w8 + 1, ws8 + 1, xq + 1, xs + 1, ls, y, nb_simd_name(lv[L]));
                 }
             }
         }
@@ -93,26 +98,18 @@ START_TEST(test_matvec_lanes_twins) {
     for (int i = 0; i < n * 4; i++) w8[1 + i] = (int8_t)(i % 3 == 0 ? -128 : i % 3 == 1 ? 127 : -1);
     for (int i = 0; i < n * 2; i++) w4[1 + i] = (uint8_t)(i % 2 ? 0x88 : 0x77);
     for (int i = 0; i < n; i++) xq[1 + i] = (int8_t)(i % 2 ? -127 : 127);
-    for (int i = 0; i < 40; i++) xs[1 + i] = 0.5f + i, ws[1 + i] = 0.25f * (i + 1);
+    for (int i = 0; i < 40; i++) xs[1 + i] = 0.5f + i, ws8[1 + i] = ws4[1 + i] = 0.25f * (i + 1);
     for (int g = 32; g <= n; g += 256) {
         nb_act_lanesums_ref(n, g, xq + 1, ls);
         for (int L = 0; L < nl; L++) {
             nb_simd_force(lv[L]);
-            nb_matvec_i8_lanes(4, n, g, w8 + 1, ws + 1, xq + 1, xs + 1, ls, y + 1);
-            for (int r = 0; r < 4; r++)
-                ck_assert(same(y[1 + r], nb_dot_i8_i8_ref(n, g, w8 + 1 + r * n, ws + 1 + r * (n / g), NULL, xq + 1, xs + 1)));
-            for (int vb = 1; vb >= 0; vb--) {
-                nb_simd_allow_vbmi(vb);
-                nb_matvec_i4_lanes(4, n, g, w4 + 1, ws + 1, xq + 1, xs + 1, ls, y + 1);
-                for (int r = 0; r < 4; r++)
-                    ck_assert(same(y[1 + r], nb_dot_i4_i8_ref(n, g, w4 + 1 + r * n / 2, ws + 1 + r * (n / g), NULL, xq + 1, xs + 1)));
-            }
-            nb_simd_allow_vbmi(1);
+            check_qpack(0, n, g, 4, w8 + 1, ws8 + 1, xq + 1, xs + 1, ls, y, nb_simd_name(lv[L]));
+            check_qpack(1, n, g, 4, w4 + 1, ws4 + 1, xq + 1, xs + 1, ls, y, nb_simd_name(lv[L]));
         }
     }
     nb_simd_force(nb_simd_detect());
     nb_qdot_set_prefetch(0);
-    free(x), free(w), free(xq), free(w8), free(w4), free(xs), free(ws), free(ls), free(y);
+    free(x), free(w), free(xq), free(w8), free(w4), free(xs), free(ws8), free(ws4), free(ls), free(y);
 }
 END_TEST
 
@@ -268,7 +265,7 @@ START_TEST(test_decode_identical_everywhere) {
 END_TEST
 
 NB_SUITE("decode") {
-    tcase_add_test(tc, test_matvec_lanes_twins);
+    tcase_add_test(tc, test_matvec_qpack_twins);
     tcase_add_test(tc, test_matvec_blocks_twins);
     tcase_add_test(tc, test_act_quant_twins);
     tcase_add_test(tc, test_decode_identical_everywhere);

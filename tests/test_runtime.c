@@ -130,7 +130,7 @@ START_TEST(test_group_dot_twins) {
             }
         }
     }
-    /* whole chunks of 32 without zero points: the lane-ordered paths */
+    /* whole chunks of 32 without zero points (the shapes the runtime packs, nb_qpack) */
     int lanes[][2] = {{32, 32}, {64, 32}, {96, 32}, {160, 160}, {288, 288}, {768, 64}, {1024, 1024}, {96, 96}, {192, 64}};
     for (size_t k = 0; k < sizeof lanes / sizeof *lanes; k++) {
         int len = lanes[k][0], g = lanes[k][1];

@@ -213,6 +213,17 @@ static float *cache_alloc(size_t floats) { /* zeroed, on huge pages when big */
     return p;
 }
 
+/* A state's packed copy of one int8/int4 matrix (nb_qpack), found again by the tensor and the
+   arrays it points to: a state multiplies the tensors of one model, which outlive it. */
+typedef struct qpack_entry {
+    const nb_qtensor *W;
+    const void *data;
+    const float *scales;
+    int64_t rows, cols, group;
+    nb_qtype type;
+    void *pk;
+} qpack_entry;
+
 nb_status nb_qstate_init(nb_qstate *s, const nb_qmodel *m, int max_batch) {
     memset(s, 0, sizeof *s);
     const nb_qconfig *c = &m->cfg;
@@ -250,6 +261,9 @@ void nb_qstate_free(nb_qstate *s) {
     nb_free(s->key_cache_t);
     nb_free(s->qbuf);
     nb_free(s->plans);
+    qpack_entry *pe = s->packs;
+    for (int i = 0; i < s->n_packs; i++) nb_free(pe[i].pk);
+    nb_free(s->packs);
     memset(s, 0, sizeof *s);
 }
 
@@ -263,6 +277,34 @@ static void *scratch(nb_qstate *s, size_t bytes) {
     return s->qbuf;
 }
 
+/* W's packed copy in this state, made at its first use (outside any parallel region); NULL when
+   W has none (not int8/int4 on whole groups of 32, no VNNI, or no memory: the row dots then give
+   the same bits, slower) */
+static const void *state_pack(nb_qstate *s, const nb_qtensor *W) {
+    if ((W->type != NB_QT_I8 && W->type != NB_QT_I4) || !nb_qpack_available() ||
+        !nb_qpack_ok(W->cols, W->group, W->zeros != NULL))
+        return NULL;
+    qpack_entry *pe = s->packs;
+    for (int i = 0; i < s->n_packs; i++)
+        if (pe[i].W == W && pe[i].data == W->data && pe[i].scales == W->scales && pe[i].rows == W->rows &&
+            pe[i].cols == W->cols && pe[i].group == W->group && pe[i].type == W->type)
+            return pe[i].pk;
+    if (s->n_packs == s->cap_packs) {
+        int cap = s->cap_packs ? 2 * s->cap_packs : 16;
+        void *p = nb_realloc(s->packs, (size_t)cap * sizeof(qpack_entry));
+        if (!p) return NULL;
+        s->packs = p, s->cap_packs = cap;
+        pe = p;
+    }
+    const int i4 = W->type == NB_QT_I4;
+    const size_t bytes = nb_qpack_bytes(i4, W->rows, W->cols, W->group);
+    void *pk = bytes <= NB_MAX_ALLOC ? nb_malloc_huge(bytes) : NULL;
+    if (!pk) return NULL;
+    nb_qpack(i4, W->rows, W->cols, W->group, W->data, W->scales, pk);
+    pe[s->n_packs++] = (qpack_entry){W, W->data, W->scales, W->rows, W->cols, W->group, W->type, pk};
+    return pk;
+}
+
 /* ---- matmul drivers ---- */
 
 /* How a matrix wants its activation rows: fp32 as they are, Q8_0 blocks (ggml types), or int8
@@ -272,7 +314,7 @@ typedef struct act_key {
     int64_t K;     /* input features */
     int64_t ag;    /* kind 2: activation group (elements per scale) */
     int64_t group; /* kind 2: the weight's group (scales repeated on it; lane sums over it) */
-    int lanes;     /* kind 2: lane sums wanted (lane-ordered matvec) */
+    int lanes;     /* kind 2: lane sums wanted (the packed matvec, nb_qpack) */
 } act_key;
 
 typedef struct act_prep {
@@ -289,7 +331,7 @@ static act_key key_of(const nb_qtensor *W) {
         k.kind = 2;
         k.ag = W->act_group > 0 ? W->act_group : W->group;
         k.group = W->group;
-        k.lanes = nb_matvec_lanes_ok(W->cols, W->group, W->zeros != NULL);
+        k.lanes = nb_qpack_ok(W->cols, W->group, W->zeros != NULL) && nb_qpack_available();
     }
     return k;
 }
@@ -299,8 +341,8 @@ static int same_key(const act_key *a, const act_key *b) {
 }
 
 /* Rows [r0, r0 + nr) of W for every token. */
-static void rows_block(const nb_qtensor *W, const act_prep *p, const uint8_t *abuf, const float *X, int64_t T,
-                       int64_t r0, int64_t nr, float *Y) {
+static void rows_block(const nb_qtensor *W, const act_prep *p, const void *pk, const uint8_t *abuf, const float *X,
+                       int64_t T, int64_t r0, int64_t nr, float *Y) {
     const int64_t R = W->rows, K = W->cols;
     const size_t rb = nb_qtensor_row_bytes(W->type, K);
     const uint8_t *wd = W->data;
@@ -326,17 +368,13 @@ static void rows_block(const nb_qtensor *W, const act_prep *p, const uint8_t *ab
     case NB_QT_I8:
     case NB_QT_I4: {
         const int64_t ng = nb_qtensor_ngroups(W);
-        if (p->key.lanes) {
+        if (p->key.lanes && pk) {
             for (int64_t t = 0; t < T; t++) {
                 const uint8_t *xb = abuf + t * p->row;
                 const float *xs = (const float *)(xb + p->xs_off);
                 const int32_t *ls = (const int32_t *)(xb + p->ls_off);
-                if (W->type == NB_QT_I8)
-                    nb_matvec_i8_lanes(nr, K, W->group, (const int8_t *)(wd + r0 * rb), W->scales + r0 * ng,
-                                       (const int8_t *)xb, xs, ls, Y + t * R + r0);
-                else
-                    nb_matvec_i4_lanes(nr, K, W->group, wd + r0 * rb, W->scales + r0 * ng, (const int8_t *)xb, xs, ls,
-                                       Y + t * R + r0);
+                nb_matvec_qpack(W->type == NB_QT_I4, pk, R, K, W->group, r0, nr, (const int8_t *)xb, xs, ls,
+                                Y + t * R + r0);
             }
             return;
         }
@@ -442,6 +480,8 @@ nb_status nb_qmatmul_n(const nb_qtensor *const *W, float *const *Y, int n, const
     int64_t start[QMM_MAX + 1];
     start[0] = 0;
     for (int i = 0; i < n; i++) start[i + 1] = start[i] + (W[i]->rows + QMM_ROWS - 1) / QMM_ROWS;
+    const void *pk[QMM_MAX];
+    for (int i = 0; i < n; i++) pk[i] = prep[which[i]].key.lanes ? state_pack(s, W[i]) : NULL;
     const int64_t items = start[n];
 #pragma omp parallel for schedule(dynamic, 2) if (macs > 32768)
     for (int64_t it = 0; it < items; it++) {
@@ -449,7 +489,7 @@ nb_status nb_qmatmul_n(const nb_qtensor *const *W, float *const *Y, int n, const
         while (it >= start[i + 1]) i++;
         const int64_t r0 = (it - start[i]) * QMM_ROWS, nr = W[i]->rows - r0 < QMM_ROWS ? W[i]->rows - r0 : QMM_ROWS;
         const act_prep *p = &prep[which[i]];
-        rows_block(W[i], p, buf ? buf + p->off : NULL, X, T, r0, nr, Y[i]);
+        rows_block(W[i], p, pk[i], buf ? buf + p->off : NULL, X, T, r0, nr, Y[i]);
     }
     return NB_OK;
 }
@@ -592,6 +632,7 @@ typedef struct tok_plan {
     act_prep prep[3];
     int which[3], np;
     size_t bytes;
+    const void *pk[3]; /* the matrices' packed copies (state_pack), or NULL */
 } tok_plan;
 
 static void share(int64_t n, int t, int nt, int64_t *a, int64_t *b) { /* contiguous share t of n units */
@@ -599,13 +640,11 @@ static void share(int64_t n, int t, int nt, int64_t *a, int64_t *b) { /* contigu
     *b = n * (t + 1) / nt;
 }
 
-/* rows [a, b) of W (b - a > 0) for the one activation row of the plan's copy; the kernels are
-   called on blocks of QMM_ROWS rows as nb_qmatmul_n's are */
+/* rows [a, b) of W (b - a > 0) for the one activation row of the plan's copy */
 static void tok_rows(const nb_qtensor *W, const tok_plan *pl, int i, const uint8_t *abuf, const float *x, int64_t a,
                      int64_t b, float *y) {
     const act_prep *p = &pl->prep[pl->which[i]];
-    for (int64_t r = a; r < b; r += QMM_ROWS)
-        rows_block(W, p, abuf ? abuf + p->off : NULL, x, 1, r, b - r < QMM_ROWS ? b - r : QMM_ROWS, y);
+    rows_block(W, p, pl->pk[i], abuf ? abuf + p->off : NULL, x, 1, a, b - a, y);
 }
 
 /* a contiguous share of rows in whole blocks of QMM_ROWS (the row kernels' unit) */
@@ -626,17 +665,21 @@ static void tok_residual(const nb_qtensor *W, const tok_plan *p, uint8_t *abuf, 
     for (int64_t i = a; i < b; i++) x[i] += o[i];
 }
 
-static nb_status plan_one(const nb_qtensor *W, tok_plan *p) {
-    return plan_acts(&W, 1, 1, p->prep, p->which, &p->np, &p->bytes);
+static nb_status plan_n(const nb_qtensor *const *W, int n, tok_plan *p, nb_qstate *s) {
+    NB_TRY(plan_acts(W, n, 1, p->prep, p->which, &p->np, &p->bytes));
+    for (int i = 0; i < 3; i++) p->pk[i] = i < n && p->prep[p->which[i]].key.lanes ? state_pack(s, W[i]) : NULL;
+    return NB_OK;
 }
 
+static nb_status plan_one(const nb_qtensor *W, tok_plan *p, nb_qstate *s) { return plan_n(&W, 1, p, s); }
+
 /* a layer's plans: q/k/v, wo, w1/w3, w2 */
-static nb_status layer_plans(const nb_qlayer *L, tok_plan *p) {
+static nb_status layer_plans(const nb_qlayer *L, tok_plan *p, nb_qstate *s) {
     const nb_qtensor *qkv[3] = {&L->wq, &L->wk, &L->wv}, *ff[2] = {&L->w1, &L->w3};
-    NB_TRY(plan_acts(qkv, 3, 1, p[0].prep, p[0].which, &p[0].np, &p[0].bytes));
-    NB_TRY(plan_one(&L->wo, &p[1]));
-    NB_TRY(plan_acts(ff, 2, 1, p[2].prep, p[2].which, &p[2].np, &p[2].bytes));
-    return plan_one(&L->w2, &p[3]);
+    NB_TRY(plan_n(qkv, 3, &p[0], s));
+    NB_TRY(plan_one(&L->wo, &p[1], s));
+    NB_TRY(plan_n(ff, 2, &p[2], s));
+    return plan_one(&L->w2, &p[3], s);
 }
 
 static nb_status forward_token(const nb_qmodel *m, nb_qstate *s, int32_t tok, int pos, float *logits) {
@@ -652,8 +695,8 @@ static nb_status forward_token(const nb_qmodel *m, nb_qstate *s, int32_t tok, in
         if (!p) return NB_ENOMEM;
         size_t most = 0;
         nb_status st = NB_OK;
-        for (int l = 0; !st && l < c->n_layers; l++) st = layer_plans(&m->layers[l], p + 4 * l);
-        if (!st) st = plan_one(&m->classifier, p + 4 * c->n_layers);
+        for (int l = 0; !st && l < c->n_layers; l++) st = layer_plans(&m->layers[l], p + 4 * l, s);
+        if (!st) st = plan_one(&m->classifier, p + 4 * c->n_layers, s);
         if (st) {
             nb_free(p);
             return st;
@@ -704,15 +747,13 @@ static nb_status forward_token(const nb_qmodel *m, nb_qstate *s, int32_t tok, in
             share(c->n_kv_heads, t, n, &g0, &g1);
             if (grouped) h0 = g0 * kv_mul, h1 = g1 * kv_mul;
             else share(c->n_heads, t, n, &h0, &h1);
-            for (int64_t h = h0; h < h1; h++) {
-                tok_rows(&L->wq, pqkv, 0, ab, xb, h * hs, (h + 1) * hs, q);
-                kk->rope(q + h * hs, q + h * hs, rc, rs, hs, 0);
+            if (h0 < h1) tok_rows(&L->wq, pqkv, 0, ab, xb, h0 * hs, h1 * hs, q);
+            for (int64_t h = h0; h < h1; h++) kk->rope(q + h * hs, q + h * hs, rc, rs, hs, 0);
+            if (g0 < g1) {
+                tok_rows(&L->wk, pqkv, 1, ab, xb, g0 * hs, g1 * hs, kr);
+                tok_rows(&L->wv, pqkv, 2, ab, xb, g0 * hs, g1 * hs, vr);
             }
-            for (int64_t g = g0; g < g1; g++) {
-                tok_rows(&L->wk, pqkv, 1, ab, xb, g * hs, (g + 1) * hs, kr);
-                kk->rope(kr + g * hs, kr + g * hs, rc, rs, hs, 0);
-                tok_rows(&L->wv, pqkv, 2, ab, xb, g * hs, (g + 1) * hs, vr);
-            }
+            for (int64_t g = g0; g < g1; g++) kk->rope(kr + g * hs, kr + g * hs, rc, rs, hs, 0);
             key_t_store(c, s, l, pos, kr, g0, g1);
             if (!grouped) TOK_BARRIER(n);
             if (h0 < h1)

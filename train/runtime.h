@@ -157,6 +157,8 @@ typedef struct nb_qstate {
     size_t qcap;
     void *plans;          /* one-token decode: each layer's activation plans, made at its first token */
     size_t plan_bytes;    /* the largest quantized activation they need */
+    void *packs;          /* 16-row packed copies of the int8/int4 matrices multiplied so far (nb_qpack) */
+    int n_packs, cap_packs;
 } nb_qstate;
 
 nb_status nb_qstate_init(nb_qstate *s, const nb_qmodel *m, int max_batch);

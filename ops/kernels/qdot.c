@@ -18,8 +18,6 @@ float nb_dot_i4_i8_avx2(int64_t n, int64_t group, const uint8_t *w, const float 
 float nb_dot_f32_avx2(int64_t n, const float *w, const float *x);
 float nb_dot_f16_avx2(int64_t n, const uint16_t *w, const float *x);
 void nb_quantize_act_q8_0_avx2(const float *x, nb_block_q8_0 *y, int64_t n);
-float nb_dot_i8_i8_lanes_avx2(int64_t n, int64_t group, const int8_t *w, const float *ws, const int8_t *x, const float *xs);
-float nb_dot_i4_i8_lanes_avx2(int64_t n, int64_t group, const uint8_t *w, const float *ws, const int8_t *x, const float *xs);
 #endif
 #if NB_HAVE_AVX512
 int32_t nb_isum_i8_avx512(int64_t n, const int8_t *a, const int8_t *b);
@@ -28,20 +26,14 @@ float nb_dot_q4_0_q8_0_avx512(int64_t n, const nb_block_q4_0 *w, const nb_block_
 float nb_dot_i4_i8_avx512(int64_t n, int64_t group, const uint8_t *w, const float *ws, const int8_t *wz,
                           const int8_t *x, const float *xs);
 float nb_dot_f32_avx512(int64_t n, const float *w, const float *x);
-void nb_matvec_i8_lanes_avx512(int64_t rows, int64_t n, int64_t group, const int8_t *w, const float *ws,
-                               const int8_t *x, const float *xs, const int32_t *lsum, float *y);
-void nb_matvec_i4_lanes_avx512(int64_t rows, int64_t n, int64_t group, const uint8_t *w, const float *ws,
-                               const int8_t *x, const float *xs, const int32_t *lsum, float *y);
-void nb_matvec_i4_lanes_vbmi_avx512(int64_t rows, int64_t n, int64_t group, const uint8_t *w, const float *ws,
-                                    const int8_t *x, const float *xs, const int32_t *lsum, float *y);
+void nb_matvec_qpack_avx512(int i4, const void *pk, int64_t rows, int64_t n, int64_t group, int64_t r0, int64_t nr,
+                            const int8_t *x, const float *xs, const int32_t *lsum, float *y);
 void nb_matvec_q8_0_avx512(int64_t rows, int64_t n, const nb_block_q8_0 *w, const nb_block_q8_0 *x,
                            const int32_t *lsum, float *y);
 void nb_matvec_q4_0_avx512(int64_t rows, int64_t n, const nb_block_q4_0 *w, const nb_block_q8_0 *x,
                            const int32_t *lsum, float *y);
 void nb_quantize_act_i8_avx512(const float *x, int8_t *q, float *s, int64_t n, int64_t group);
 void nb_act_lanesums_avx512(int64_t n, int64_t group, const int8_t *x, int32_t *lsum);
-float nb_dot_i8_i8_lanes_avx512(int64_t n, int64_t group, const int8_t *w, const float *ws, const int8_t *x, const float *xs);
-float nb_dot_i4_i8_lanes_avx512(int64_t n, int64_t group, const uint8_t *w, const float *ws, const int8_t *x, const float *xs);
 #endif
 
 /* ---- activation quantizers ---- */
@@ -188,21 +180,8 @@ float nb_dot_q4_0_q8_0(int64_t n, const nb_block_q4_0 *w, const nb_block_q8_0 *x
 
 /* ---- nibble int8 / int4 group dots ---- */
 
-/* Lane order applies when every group is whole chunks of 32 and symmetric: per group, the int sums
-   of lane k (products 4k..4k+3 of each chunk), then lane[k] = fma(lanesum, ws*xs, lane[k]). */
-static int lane_order(int64_t n, int64_t group, const int8_t *wz) { return !wz && group % 32 == 0 && n % group == 0; }
-
 float nb_dot_i8_i8_ref(int64_t n, int64_t group, const int8_t *w, const float *ws, const int8_t *wz,
                        const int8_t *x, const float *xs) {
-    if (lane_order(n, group, wz)) {
-        float lane[8] = {0};
-        for (int64_t g0 = 0, g = 0; g0 < n; g0 += group, g++) {
-            int32_t l[8] = {0};
-            for (int64_t j = 0; j < group; j++) l[(j & 31) >> 2] += (int32_t)w[g0 + j] * x[g0 + j];
-            for (int k = 0; k < 8; k++) lane[k] = fmaf((float)l[k], ws[g] * xs[g], lane[k]);
-        }
-        return hsum8(lane);
-    }
     float acc = 0.0f;
     for (int64_t g0 = 0, g = 0; g0 < n; g0 += group, g++) {
         int64_t len = n - g0 < group ? n - g0 : group;
@@ -215,15 +194,6 @@ float nb_dot_i8_i8_ref(int64_t n, int64_t group, const int8_t *w, const float *w
 
 float nb_dot_i8_i8(int64_t n, int64_t group, const int8_t *w, const float *ws, const int8_t *wz, const int8_t *x,
                    const float *xs) {
-    if (lane_order(n, group, wz)) {
-#if NB_HAVE_AVX512
-        if (nb_simd_has_vnni()) return nb_dot_i8_i8_lanes_avx512(n, group, w, ws, x, xs);
-#endif
-#if NB_HAVE_AVX2
-        if (nb_simd_active() >= NB_SIMD_AVX2) return nb_dot_i8_i8_lanes_avx2(n, group, w, ws, x, xs);
-#endif
-        return nb_dot_i8_i8_ref(n, group, w, ws, wz, x, xs);
-    }
     if (group < 16) return nb_dot_i8_i8_ref(n, group, w, ws, wz, x, xs); /* tiny groups: scalar wins */
     float acc = 0.0f;
     for (int64_t g0 = 0, g = 0; g0 < n; g0 += group, g++) {
@@ -237,15 +207,6 @@ float nb_dot_i8_i8(int64_t n, int64_t group, const int8_t *w, const float *ws, c
 
 float nb_dot_i4_i8_ref(int64_t n, int64_t group, const uint8_t *w, const float *ws, const int8_t *wz,
                        const int8_t *x, const float *xs) {
-    if (lane_order(n, group, wz)) {
-        float lane[8] = {0};
-        for (int64_t g0 = 0, g = 0; g0 < n; g0 += group, g++) {
-            int32_t l[8] = {0};
-            for (int64_t j = 0; j < group; j++) l[(j & 31) >> 2] += nb_i4_get(w, g0 + j) * x[g0 + j];
-            for (int k = 0; k < 8; k++) lane[k] = fmaf((float)l[k], ws[g] * xs[g], lane[k]);
-        }
-        return hsum8(lane);
-    }
     float acc = 0.0f;
     for (int64_t g0 = 0, g = 0; g0 < n; g0 += group, g++) {
         int64_t len = n - g0 < group ? n - g0 : group;
@@ -261,15 +222,6 @@ float nb_dot_i4_i8(int64_t n, int64_t group, const uint8_t *w, const float *ws, 
                    const float *xs) {
     /* the SIMD twins need every group to start on a byte: even group sizes of 32 or more */
     if (group < 32 || (group & 1)) return nb_dot_i4_i8_ref(n, group, w, ws, wz, x, xs);
-    if (lane_order(n, group, wz)) {
-#if NB_HAVE_AVX512
-        if (nb_simd_has_vnni()) return nb_dot_i4_i8_lanes_avx512(n, group, w, ws, x, xs);
-#endif
-#if NB_HAVE_AVX2
-        if (nb_simd_active() >= NB_SIMD_AVX2) return nb_dot_i4_i8_lanes_avx2(n, group, w, ws, x, xs);
-#endif
-        return nb_dot_i4_i8_ref(n, group, w, ws, wz, x, xs);
-    }
 #if NB_HAVE_AVX512
     if (nb_simd_has_vnni()) return nb_dot_i4_i8_avx512(n, group, w, ws, wz, x, xs);
 #endif
@@ -318,64 +270,99 @@ float nb_dot_f16(int64_t n, const uint16_t *w, const float *x) {
 
 /* ---- per-matrix kernel choice ---- */
 
-#if NB_HAVE_AVX512
-static float i8_lanes_avx512(int64_t n, int64_t g, const int8_t *w, const float *ws, const int8_t *wz, const int8_t *x,
-                             const float *xs) {
-    (void)wz;
-    return nb_dot_i8_i8_lanes_avx512(n, g, w, ws, x, xs);
-}
-static float i4_lanes_avx512(int64_t n, int64_t g, const uint8_t *w, const float *ws, const int8_t *wz, const int8_t *x,
-                             const float *xs) {
-    (void)wz;
-    return nb_dot_i4_i8_lanes_avx512(n, g, w, ws, x, xs);
-}
-#endif
-#if NB_HAVE_AVX2
-static float i8_lanes_avx2(int64_t n, int64_t g, const int8_t *w, const float *ws, const int8_t *wz, const int8_t *x,
-                           const float *xs) {
-    (void)wz;
-    return nb_dot_i8_i8_lanes_avx2(n, g, w, ws, x, xs);
-}
-static float i4_lanes_avx2(int64_t n, int64_t g, const uint8_t *w, const float *ws, const int8_t *wz, const int8_t *x,
-                           const float *xs) {
-    (void)wz;
-    return nb_dot_i4_i8_lanes_avx2(n, g, w, ws, x, xs);
-}
-#endif
-
 nb_dot_i8_fn nb_dot_i8_i8_pick(int64_t n, int64_t group, int has_zeros) {
-    if (lane_order(n, group, has_zeros ? (const int8_t *)"" : NULL)) {
-#if NB_HAVE_AVX512
-        if (nb_simd_has_vnni()) return i8_lanes_avx512;
-#endif
-#if NB_HAVE_AVX2
-        if (nb_simd_active() >= NB_SIMD_AVX2) return i8_lanes_avx2;
-#endif
-        return nb_dot_i8_i8_ref;
-    }
+    (void)n, (void)has_zeros;
     return group < 16 ? nb_dot_i8_i8_ref : nb_dot_i8_i8;
 }
 
 nb_dot_i4_fn nb_dot_i4_i8_pick(int64_t n, int64_t group, int has_zeros) {
-    if (group < 32 || (group & 1)) return nb_dot_i4_i8_ref;
-    if (lane_order(n, group, has_zeros ? (const int8_t *)"" : NULL)) {
+    (void)n, (void)has_zeros;
+    return group < 32 || (group & 1) ? nb_dot_i4_i8_ref : nb_dot_i4_i8;
+}
+
+/* ---- matrix x vector on 16-row packed blocks ---- */
+
+int nb_qpack_ok(int64_t n, int64_t group, int has_zeros) {
+    return n > 0 && group > 0 && !has_zeros && group % 32 == 0 && n % group == 0;
+}
+
+int nb_qpack_available(void) { return nb_simd_has_vnni(); }
+
+/* layout: codes of block b, group g at b * ng * cbytes(group) + g * cbytes(group), 64 bytes a
+   step (int8) or a pair of steps (int4); then the scales, (nblocks, ng, 16) floats */
+static size_t qpack_group_bytes(int i4, int64_t group) { return (size_t)(i4 ? group / 8 : group / 4) * 64; }
+
+size_t nb_qpack_bytes(int i4, int64_t rows, int64_t n, int64_t group) {
+    const size_t nb = (size_t)((rows + 15) / 16), ng = (size_t)(n / group);
+    return nb * ng * (qpack_group_bytes(i4, group) + 16 * sizeof(float));
+}
+
+void nb_qpack(int i4, int64_t rows, int64_t n, int64_t group, const void *w, const float *ws, void *dst) {
+    const int64_t ng = n / group, nb = (rows + 15) / 16;
+    const size_t gb = qpack_group_bytes(i4, group);
+    uint8_t *codes = dst;
+    float *sc = (float *)(codes + (size_t)nb * ng * gb);
+    for (int64_t b = 0; b < nb; b++)
+        for (int64_t g = 0; g < ng; g++) {
+            uint8_t *o = codes + ((size_t)b * ng + g) * gb;
+            for (int r = 0; r < 16; r++) {
+                const int64_t row = b * 16 + r;
+                sc[((size_t)b * ng + g) * 16 + r] = row < rows ? ws[row * ng + g] : 0.0f;
+                for (int64_t k = 0; k < group / 4; k++) /* step k: codes 4k..4k+3 of the group */
+                    for (int i = 0; i < 4; i++) {
+                        const int64_t col = g * group + 4 * k + i;
+                        if (i4) {
+                            const int c = row < rows ? nb_i4_get(w, row * n + col) : 0;
+                            uint8_t *byte = o + (k / 2) * 64 + 4 * r + i;
+                            if (k & 1) *byte = (uint8_t)(*byte | (uint8_t)((c + 8) << 4));
+                            else *byte = (uint8_t)(c + 8);
+                        } else {
+                            const int c = row < rows ? ((const int8_t *)w)[row * n + col] : 0;
+                            o[k * 64 + 4 * r + i] = (uint8_t)(c + 128);
+                        }
+                    }
+            }
+        }
+}
+
+void nb_matvec_qpack(int i4, const void *pk, int64_t rows, int64_t n, int64_t group, int64_t r0, int64_t nr,
+                     const int8_t *x, const float *xs, const int32_t *lsum, float *y) {
 #if NB_HAVE_AVX512
-        if (nb_simd_has_vnni()) return i4_lanes_avx512;
-#endif
-#if NB_HAVE_AVX2
-        if (nb_simd_active() >= NB_SIMD_AVX2) return i4_lanes_avx2;
-#endif
-        return nb_dot_i4_i8_ref;
+    if (nb_simd_has_vnni()) {
+        nb_matvec_qpack_avx512(i4, pk, rows, n, group, r0, nr, x, xs, lsum, y);
+        return;
     }
-    return nb_dot_i4_i8;
+#endif
+    /* the packed copy's rows, one at a time (the scalar twin's order; a CPU without VNNI never gets
+       a pack from the runtime, this serves the tests) */
+    const int64_t ng = n / group, nb = (rows + 15) / 16;
+    const size_t gb = qpack_group_bytes(i4, group);
+    const uint8_t *codes = pk;
+    const float *sc = (const float *)(codes + (size_t)nb * ng * gb);
+    (void)lsum;
+    for (int64_t row = r0; row < r0 + nr; row++) {
+        const int64_t b = row / 16, r = row % 16;
+        float acc = 0.0f;
+        for (int64_t g = 0; g < ng; g++) {
+            const uint8_t *o = codes + ((size_t)b * ng + g) * gb;
+            int32_t s = 0;
+            for (int64_t k = 0; k < group / 4; k++)
+                for (int i = 0; i < 4; i++) {
+                    const int c = i4 ? ((o[(k / 2) * 64 + 4 * r + i] >> (4 * (k & 1))) & 15) - 8
+                                     : (int)o[k * 64 + 4 * r + i] - 128;
+                    s += c * x[g * group + 4 * k + i];
+                }
+            acc = fmaf((float)s * sc[((size_t)b * ng + g) * 16 + r], xs[g], acc);
+        }
+        y[row - r0] = acc;
+    }
 }
 
-/* ---- matrix x vector, lane order ---- */
+static int prefetch_on;
+void nb_qdot_set_prefetch(int on) { __atomic_store_n(&prefetch_on, on != 0, __ATOMIC_RELAXED); }
+int nb_qdot_prefetch(void) { return __atomic_load_n(&prefetch_on, __ATOMIC_RELAXED); }
 
-int nb_matvec_lanes_ok(int64_t n, int64_t group, int has_zeros) {
-    return n > 0 && group > 0 && lane_order(n, group, has_zeros ? (const int8_t *)"" : NULL);
-}
-
+/* lsum[g * 8 + k] = sum of x[g * group + 32 c + 4 k + i] over the group's chunks c and i < 4. */
 void nb_act_lanesums_ref(int64_t n, int64_t group, const int8_t *x, int32_t *lsum) {
     for (int64_t g0 = 0, g = 0; g0 < n; g0 += group, g++) {
         int32_t *l = lsum + g * 8;
@@ -392,54 +379,6 @@ void nb_act_lanesums(int64_t n, int64_t group, const int8_t *x, int32_t *lsum) {
     }
 #endif
     nb_act_lanesums_ref(n, group, x, lsum);
-}
-
-void nb_matvec_i8_lanes_ref(int64_t rows, int64_t n, int64_t group, const int8_t *w, const float *ws,
-                            const int8_t *x, const float *xs, const int32_t *lsum, float *y) {
-    (void)lsum;
-    const int64_t ng = n / group;
-    for (int64_t r = 0; r < rows; r++) y[r] = nb_dot_i8_i8_ref(n, group, w + r * n, ws + r * ng, NULL, x, xs);
-}
-
-void nb_matvec_i4_lanes_ref(int64_t rows, int64_t n, int64_t group, const uint8_t *w, const float *ws,
-                            const int8_t *x, const float *xs, const int32_t *lsum, float *y) {
-    (void)lsum;
-    const int64_t ng = n / group;
-    for (int64_t r = 0; r < rows; r++) y[r] = nb_dot_i4_i8_ref(n, group, w + r * (n / 2), ws + r * ng, NULL, x, xs);
-}
-
-void nb_matvec_i8_lanes(int64_t rows, int64_t n, int64_t group, const int8_t *w, const float *ws, const int8_t *x,
-                        const float *xs, const int32_t *lsum, float *y) {
-#if NB_HAVE_AVX512
-    if (nb_simd_has_vnni()) {
-        nb_matvec_i8_lanes_avx512(rows, n, group, w, ws, x, xs, lsum, y);
-        return;
-    }
-#endif
-    const int64_t ng = n / group;
-    const nb_dot_i8_fn f = nb_dot_i8_i8_pick(n, group, 0);
-    for (int64_t r = 0; r < rows; r++) y[r] = f(n, group, w + r * n, ws + r * ng, NULL, x, xs);
-}
-
-static int prefetch_on;
-void nb_qdot_set_prefetch(int on) { __atomic_store_n(&prefetch_on, on != 0, __ATOMIC_RELAXED); }
-int nb_qdot_prefetch(void) { return __atomic_load_n(&prefetch_on, __ATOMIC_RELAXED); }
-
-void nb_matvec_i4_lanes(int64_t rows, int64_t n, int64_t group, const uint8_t *w, const float *ws, const int8_t *x,
-                        const float *xs, const int32_t *lsum, float *y) {
-#if NB_HAVE_AVX512
-    if (nb_simd_has_vbmi()) {
-        nb_matvec_i4_lanes_vbmi_avx512(rows, n, group, w, ws, x, xs, lsum, y);
-        return;
-    }
-    if (nb_simd_has_vnni()) {
-        nb_matvec_i4_lanes_avx512(rows, n, group, w, ws, x, xs, lsum, y);
-        return;
-    }
-#endif
-    const int64_t ng = n / group;
-    const nb_dot_i4_fn f = nb_dot_i4_i8_pick(n, group, 0);
-    for (int64_t r = 0; r < rows; r++) y[r] = f(n, group, w + r * (n / 2), ws + r * ng, NULL, x, xs);
 }
 
 /* ---- matrix x vector, ggml blocks ---- */

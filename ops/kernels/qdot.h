@@ -6,6 +6,7 @@
 #ifndef NB_QDOT_H
 #define NB_QDOT_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 #include "../../core/quant_blocks.h"
@@ -63,31 +64,35 @@ typedef float (*nb_dot_i4_fn)(int64_t n, int64_t group, const uint8_t *w, const 
 nb_dot_i8_fn nb_dot_i8_i8_pick(int64_t n, int64_t group, int has_zeros);
 nb_dot_i4_fn nb_dot_i4_i8_pick(int64_t n, int64_t group, int has_zeros);
 
-/* ---- matrix x vector on the lane-ordered paths ----
-   Rows 0..rows-1 of a symmetric int8 / int4 matrix (row r: codes w + r * n bytes for int8,
-   w + r * n / 2 for int4; scales ws + r * ngroups) against one activation row (codes x, scales xs
-   on the weight's groups): y[r] = nb_dot_i8_i8_ref / nb_dot_i4_i8_ref of row r, bit for bit.
-   Only for nb_matvec_lanes_ok shapes (group % 32 == 0, n % group == 0, no zero points). lsum is
-   the activation's lane sums (nb_act_lanesums), computed once per activation row and shared by
-   every matrix that reads it. The AVX-512 VNNI twin runs four rows at a time with vpdpbusd on
-   unsigned weights + offset (the offset's share comes off through lsum). */
-int nb_matvec_lanes_ok(int64_t n, int64_t group, int has_zeros);
-/* Whether the matvec kernels prefetch ahead: worth it when the weights stream from DRAM (2x),
-   3-5 % slower when they sit in the caches. The runtime sets it from its model's size (default
-   off); results are the same bits either way. */
+/* ---- matrix x vector on 16-row packed blocks ----
+   For a symmetric int8 / int4 matrix whose groups are whole chunks of 32 (nb_qpack_ok) the runtime
+   keeps a packed copy of the codes (nb_qpack, made once per runtime state) in blocks of 16 rows in
+   which one 32-bit lane of a 512-bit vector holds one row: step k of group g holds codes
+   4k..4k+3 of each of the 16 rows, stored unsigned (int8: w + 128; int4: w + 8, steps 2j and 2j+1
+   in the low and high nibbles of the same 64 bytes), then the scales transposed ((block, group,
+   16) floats; rows past the matrix: code 0, scale 0). vpdpbusd against the step's 4 activation
+   codes broadcast gives every row's exact group sum at once (the offset's share, off times the
+   group's activation sum, comes off at the start through lsum), then one convert, one multiply and
+   one fma per group for 16 rows: y[r] = nb_dot_i8_i8_ref / nb_dot_i4_i8_ref of row r, bit for bit.
+   nb_matvec_qpack writes rows [r0, r0 + nr) of the matrix (rows in all) to y[0 .. nr). lsum: the
+   activation's lane sums (nb_act_lanesums), computed once per activation row. */
+int nb_qpack_ok(int64_t n, int64_t group, int has_zeros);
+/* Whether the packed kernel runs at the active SIMD level (AVX-512 VNNI); elsewhere the runtime
+   keeps no pack and uses the row dots, which give the same bits. */
+int nb_qpack_available(void);
+size_t nb_qpack_bytes(int i4, int64_t rows, int64_t n, int64_t group);
+/* w: the rows x n codes (int8, or int4 two per byte as nb_dot_i4_i8 reads them); ws (rows, n / group) */
+void nb_qpack(int i4, int64_t rows, int64_t n, int64_t group, const void *w, const float *ws, void *dst);
+void nb_matvec_qpack(int i4, const void *pk, int64_t rows, int64_t n, int64_t group, int64_t r0, int64_t nr,
+                     const int8_t *x, const float *xs, const int32_t *lsum, float *y);
+/* Whether the matvec kernels prefetch ahead: worth it when the weights stream from DRAM, a few %
+   slower when they sit in the caches. The runtime sets it from its model's size (default off);
+   results are the same bits either way. */
 void nb_qdot_set_prefetch(int on);
 int nb_qdot_prefetch(void);
 /* lsum[g * 8 + k] = sum of x[g * group + 32 c + 4 k + i] over the group's chunks c and i < 4. */
 void nb_act_lanesums(int64_t n, int64_t group, const int8_t *x, int32_t *lsum);
 void nb_act_lanesums_ref(int64_t n, int64_t group, const int8_t *x, int32_t *lsum);
-void nb_matvec_i8_lanes(int64_t rows, int64_t n, int64_t group, const int8_t *w, const float *ws, const int8_t *x,
-                        const float *xs, const int32_t *lsum, float *y);
-void nb_matvec_i8_lanes_ref(int64_t rows, int64_t n, int64_t group, const int8_t *w, const float *ws,
-                            const int8_t *x, const float *xs, const int32_t *lsum, float *y);
-void nb_matvec_i4_lanes(int64_t rows, int64_t n, int64_t group, const uint8_t *w, const float *ws, const int8_t *x,
-                        const float *xs, const int32_t *lsum, float *y);
-void nb_matvec_i4_lanes_ref(int64_t rows, int64_t n, int64_t group, const uint8_t *w, const float *ws,
-                            const int8_t *x, const float *xs, const int32_t *lsum, float *y);
 
 /* Rows 0..rows-1 of a Q8_0 / Q4_0 matrix (n / 32 blocks per row) against one Q8_0 activation row:
    y[r] = nb_dot_q8_0_q8_0_ref / nb_dot_q4_0_q8_0_ref of row r, bit for bit. lsum: the lane sums of

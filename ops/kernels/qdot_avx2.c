@@ -72,55 +72,6 @@ static float tree16(float *s) {
     return s[0];
 }
 
-/* lane order (see nb_dot_i8_i8_ref): int lanes per group, two independent chains */
-float nb_dot_i8_i8_lanes_avx2(int64_t n, int64_t group, const int8_t *w, const float *ws, const int8_t *x,
-                              const float *xs) {
-    __m256 acc = _mm256_setzero_ps();
-    if (group == 32) { /* one chunk per group: the common QAT group size */
-        for (int64_t j = 0, g = 0; j < n; j += 32, g++) {
-            __m256i v = mul_sum_i8(_mm256_loadu_si256((const __m256i *)(w + j)), _mm256_loadu_si256((const __m256i *)(x + j)));
-            acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(v), _mm256_set1_ps(ws[g] * xs[g]), acc);
-        }
-        return hsum_f8(acc);
-    }
-    for (int64_t g0 = 0, g = 0; g0 < n; g0 += group, g++) {
-        __m256i v = _mm256_setzero_si256(), v2 = _mm256_setzero_si256();
-        int64_t j = 0;
-        for (; j + 64 <= group; j += 64) {
-            v = _mm256_add_epi32(v, mul_sum_i8(_mm256_loadu_si256((const __m256i *)(w + g0 + j)), _mm256_loadu_si256((const __m256i *)(x + g0 + j))));
-            v2 = _mm256_add_epi32(v2, mul_sum_i8(_mm256_loadu_si256((const __m256i *)(w + g0 + j + 32)), _mm256_loadu_si256((const __m256i *)(x + g0 + j + 32))));
-        }
-        if (j < group) v = _mm256_add_epi32(v, mul_sum_i8(_mm256_loadu_si256((const __m256i *)(w + g0 + j)), _mm256_loadu_si256((const __m256i *)(x + g0 + j))));
-        v = _mm256_add_epi32(v, v2);
-        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(v), _mm256_set1_ps(ws[g] * xs[g]), acc);
-    }
-    return hsum_f8(acc);
-}
-
-float nb_dot_i4_i8_lanes_avx2(int64_t n, int64_t group, const uint8_t *w, const float *ws, const int8_t *x,
-                              const float *xs) {
-    __m256 acc = _mm256_setzero_ps();
-    if (group == 32) { /* one chunk per group: the common QAT group size */
-        for (int64_t j = 0, g = 0; j < n; j += 32, g++) {
-            __m256i v = mul_sum_i8(unpack_i4(w + j / 2), _mm256_loadu_si256((const __m256i *)(x + j)));
-            acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(v), _mm256_set1_ps(ws[g] * xs[g]), acc);
-        }
-        return hsum_f8(acc);
-    }
-    for (int64_t g0 = 0, g = 0; g0 < n; g0 += group, g++) {
-        __m256i v = _mm256_setzero_si256(), v2 = _mm256_setzero_si256();
-        int64_t j = 0;
-        for (; j + 64 <= group; j += 64) {
-            v = _mm256_add_epi32(v, mul_sum_i8(unpack_i4(w + (g0 + j) / 2), _mm256_loadu_si256((const __m256i *)(x + g0 + j))));
-            v2 = _mm256_add_epi32(v2, mul_sum_i8(unpack_i4(w + (g0 + j) / 2 + 16), _mm256_loadu_si256((const __m256i *)(x + g0 + j + 32))));
-        }
-        if (j < group) v = _mm256_add_epi32(v, mul_sum_i8(unpack_i4(w + (g0 + j) / 2), _mm256_loadu_si256((const __m256i *)(x + g0 + j))));
-        v = _mm256_add_epi32(v, v2);
-        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(v), _mm256_set1_ps(ws[g] * xs[g]), acc);
-    }
-    return hsum_f8(acc);
-}
-
 float nb_dot_f32_avx2(int64_t n, const float *w, const float *x) {
     __m256 a0 = _mm256_setzero_ps(), a1 = _mm256_setzero_ps();
     int64_t i = 0;

@@ -3,9 +3,13 @@
    the scalar twins, so results are bit-identical. */
 #include <immintrin.h>
 #include <math.h>
+#include <string.h>
 
 #include "qdot.h"
 #include "qdot_x86.h"
+
+/* prefetch distance of the packed matvec when its weights stream from DRAM (bytes ahead) */
+#define NB_QPACK_PF 32768
 
 /* Signed x signed via u8 x s8: |a| (weights, -128 -> 128 unsigned) times b with a's sign. */
 static inline __m256i dp_i8(__m256i acc, __m256i a, __m256i b) {
@@ -78,55 +82,6 @@ float nb_dot_i4_i8_avx512(int64_t n, int64_t group, const uint8_t *w, const floa
     return acc;
 }
 
-/* lane order (see nb_dot_i8_i8_ref): int lanes per group, two independent chains */
-float nb_dot_i8_i8_lanes_avx512(int64_t n, int64_t group, const int8_t *w, const float *ws, const int8_t *x,
-                              const float *xs) {
-    __m256 acc = _mm256_setzero_ps();
-    if (group == 32) { /* one chunk per group: the common QAT group size */
-        for (int64_t j = 0, g = 0; j < n; j += 32, g++) {
-            __m256i v = dp_i8(_mm256_setzero_si256(), _mm256_loadu_si256((const __m256i *)(w + j)), _mm256_loadu_si256((const __m256i *)(x + j)));
-            acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(v), _mm256_set1_ps(ws[g] * xs[g]), acc);
-        }
-        return hsum_f8(acc);
-    }
-    for (int64_t g0 = 0, g = 0; g0 < n; g0 += group, g++) {
-        __m256i v = _mm256_setzero_si256(), v2 = _mm256_setzero_si256();
-        int64_t j = 0;
-        for (; j + 64 <= group; j += 64) {
-            v = dp_i8(v, _mm256_loadu_si256((const __m256i *)(w + g0 + j)), _mm256_loadu_si256((const __m256i *)(x + g0 + j)));
-            v2 = dp_i8(v2, _mm256_loadu_si256((const __m256i *)(w + g0 + j + 32)), _mm256_loadu_si256((const __m256i *)(x + g0 + j + 32)));
-        }
-        if (j < group) v = dp_i8(v, _mm256_loadu_si256((const __m256i *)(w + g0 + j)), _mm256_loadu_si256((const __m256i *)(x + g0 + j)));
-        v = _mm256_add_epi32(v, v2);
-        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(v), _mm256_set1_ps(ws[g] * xs[g]), acc);
-    }
-    return hsum_f8(acc);
-}
-
-float nb_dot_i4_i8_lanes_avx512(int64_t n, int64_t group, const uint8_t *w, const float *ws, const int8_t *x,
-                              const float *xs) {
-    __m256 acc = _mm256_setzero_ps();
-    if (group == 32) { /* one chunk per group: the common QAT group size */
-        for (int64_t j = 0, g = 0; j < n; j += 32, g++) {
-            __m256i v = dp_i8(_mm256_setzero_si256(), unpack_i4(w + j / 2), _mm256_loadu_si256((const __m256i *)(x + j)));
-            acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(v), _mm256_set1_ps(ws[g] * xs[g]), acc);
-        }
-        return hsum_f8(acc);
-    }
-    for (int64_t g0 = 0, g = 0; g0 < n; g0 += group, g++) {
-        __m256i v = _mm256_setzero_si256(), v2 = _mm256_setzero_si256();
-        int64_t j = 0;
-        for (; j + 64 <= group; j += 64) {
-            v = dp_i8(v, unpack_i4(w + (g0 + j) / 2), _mm256_loadu_si256((const __m256i *)(x + g0 + j)));
-            v2 = dp_i8(v2, unpack_i4(w + (g0 + j) / 2 + 16), _mm256_loadu_si256((const __m256i *)(x + g0 + j + 32)));
-        }
-        if (j < group) v = dp_i8(v, unpack_i4(w + (g0 + j) / 2), _mm256_loadu_si256((const __m256i *)(x + g0 + j)));
-        v = _mm256_add_epi32(v, v2);
-        acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(v), _mm256_set1_ps(ws[g] * xs[g]), acc);
-    }
-    return hsum_f8(acc);
-}
-
 float nb_dot_f32_avx512(int64_t n, const float *w, const float *x) {
     __m512 a = _mm512_setzero_ps();
     int64_t i = 0;
@@ -139,17 +94,106 @@ float nb_dot_f32_avx512(int64_t n, const float *w, const float *x) {
     return s[0];
 }
 
-#define NB_LANES_VBMI 0
-#include "qdot_lanes_avx512.h"
+#define NB_ALWAYS static inline __attribute__((always_inline))
+/* The Q8_0 / Q4_0 row kernels read four rows side by side, which the hardware prefetchers follow
+   poorly once the matrix comes from DRAM: each step prefetches, into L2, the same place
+   NB_LANES_PF rows further on, when nb_qdot_prefetch() says the weights stream from memory. */
+#define NB_LANES_PF 8
 
-void nb_matvec_i8_lanes_avx512(int64_t rows, int64_t n, int64_t group, const int8_t *w, const float *ws,
-                               const int8_t *x, const float *xs, const int32_t *lsum, float *y) {
-    matvec_lanes(0, rows, n, group, (const uint8_t *)w, ws, x, xs, lsum, y);
+/* the scalar twins' tree over 8 lanes, in registers: (j, j+4), (j, j+2), (0, 1) */
+NB_ALWAYS float tree8(__m256 v) {
+    __m128 a = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    __m128 b = _mm_add_ps(a, _mm_movehl_ps(a, a));
+    return _mm_cvtss_f32(_mm_add_ss(b, _mm_shuffle_ps(b, b, 1)));
 }
 
-void nb_matvec_i4_lanes_avx512(int64_t rows, int64_t n, int64_t group, const uint8_t *w, const float *ws,
-                               const int8_t *x, const float *xs, const int32_t *lsum, float *y) {
-    matvec_lanes(1, rows, n, group, w, ws, x, xs, lsum, y);
+/* ---- matrix x vector on 16-row packed blocks (qdot.h, nb_qpack) ---- */
+
+/* -off times the activation sum of group g (off: the codes' unsigned shift), from its lane sums */
+static inline int32_t qpack_xoff(int i4, const int32_t *lsum, int64_t g) {
+    const __m256i l = _mm256_loadu_si256((const __m256i *)(lsum + g * 8));
+    __m128i t = _mm_add_epi32(_mm256_castsi256_si128(l), _mm256_extracti128_si256(l, 1));
+    t = _mm_add_epi32(t, _mm_shuffle_epi32(t, 0x4e));
+    t = _mm_add_epi32(t, _mm_shuffle_epi32(t, 0xb1));
+    return -(int32_t)((uint32_t)_mm_cvtsi128_si32(t) << (i4 ? 3 : 7));
+}
+
+static inline __m512i bcast4(const int8_t *p) { /* 4 activation codes, in every lane */
+    int32_t v;
+    memcpy(&v, p, 4);
+    return _mm512_set1_epi32(v);
+}
+
+/* one block's 16 rows, one per lane: each group's exact sum in two int32 chains (wrapping: the
+   shifted partial sums may pass 2^31 for huge groups, the true sum does not), then as the twin:
+   acc = fma((float)s * scale, xs[g], acc) */
+static inline __attribute__((always_inline)) __m512 qpack_block(const int i4, const int pf, const uint8_t *codes,
+                                                                 const float *sc, int64_t ng, int64_t group, size_t gb,
+                                                                 const int8_t *x, const float *xs, const int32_t *xoff,
+                                                                 const int32_t *lsum) {
+    const __m512i m4 = _mm512_set1_epi8(0x0f);
+    __m512 acc = _mm512_setzero_ps();
+    for (int64_t g = 0; g < ng; g++) {
+        const uint8_t *o = codes + (size_t)g * gb;
+        const int8_t *xg = x + g * group;
+        __m512i sa = _mm512_set1_epi32(xoff ? xoff[g] : qpack_xoff(i4, lsum, g)), sb = _mm512_setzero_si512();
+        if (i4)
+            for (int64_t p = 0; p < group / 8; p++) {
+                if (pf) _mm_prefetch((const char *)(o + p * 64) + NB_QPACK_PF, _MM_HINT_T1);
+                const __m512i v = _mm512_loadu_si512(o + p * 64);
+                sa = _mm512_dpbusd_epi32(sa, _mm512_and_si512(v, m4), bcast4(xg + 8 * p));
+                sb = _mm512_dpbusd_epi32(sb, _mm512_and_si512(_mm512_srli_epi16(v, 4), m4), bcast4(xg + 8 * p + 4));
+            }
+        else
+            for (int64_t k = 0; k < group / 4; k += 2) { /* group / 4 is even */
+                if (pf) _mm_prefetch((const char *)(o + k * 64) + NB_QPACK_PF, _MM_HINT_T1);
+                if (pf) _mm_prefetch((const char *)(o + k * 64 + 64) + NB_QPACK_PF, _MM_HINT_T1);
+                sa = _mm512_dpbusd_epi32(sa, _mm512_loadu_si512(o + k * 64), bcast4(xg + 4 * k));
+                sb = _mm512_dpbusd_epi32(sb, _mm512_loadu_si512(o + k * 64 + 64), bcast4(xg + 4 * k + 4));
+            }
+        const __m512 f = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(sa, sb)), _mm512_loadu_ps(sc + g * 16));
+        acc = _mm512_fmadd_ps(f, _mm512_set1_ps(xs[g]), acc);
+    }
+    return acc;
+}
+
+static inline __attribute__((always_inline)) void qpack_rows(const int i4, const int pf, const void *pk, int64_t rows,
+                                                              int64_t n, int64_t group, int64_t r0, int64_t nr,
+                                                              const int8_t *x, const float *xs, const int32_t *lsum,
+                                                              float *y) {
+    const int64_t ng = n / group, nb = (rows + 15) / 16;
+    const size_t gb = (size_t)(i4 ? group / 8 : group / 4) * 64;
+    const uint8_t *codes = pk;
+    const float *sc = (const float *)(codes + (size_t)nb * ng * gb);
+    int32_t buf[512]; /* the groups' offsets, once per call (computed per group and block past 512 groups) */
+    const int32_t *xoff = NULL;
+    if (ng <= 512) {
+        for (int64_t g = 0; g < ng; g++) buf[g] = qpack_xoff(i4, lsum, g);
+        xoff = buf;
+    }
+    for (int64_t b = r0 / 16; b * 16 < r0 + nr; b++) {
+        const __m512 acc = qpack_block(i4, pf, codes + (size_t)b * ng * gb, sc + (size_t)b * ng * 16, ng, group, gb, x,
+                                       xs, xoff, lsum);
+        const int64_t lo = b * 16 < r0 ? r0 : b * 16, hi = b * 16 + 16 > r0 + nr ? r0 + nr : b * 16 + 16;
+        if (lo == b * 16 && hi == b * 16 + 16) _mm512_storeu_ps(y + (lo - r0), acc);
+        else {
+            float t[16];
+            _mm512_storeu_ps(t, acc);
+            for (int64_t r = lo; r < hi; r++) y[r - r0] = t[r - b * 16];
+        }
+    }
+}
+
+void nb_matvec_qpack_avx512(int i4, const void *pk, int64_t rows, int64_t n, int64_t group, int64_t r0, int64_t nr,
+                            const int8_t *x, const float *xs, const int32_t *lsum, float *y) {
+    const int pf = nb_qdot_prefetch();
+    if (i4) {
+        if (pf) qpack_rows(1, 1, pk, rows, n, group, r0, nr, x, xs, lsum, y);
+        else qpack_rows(1, 0, pk, rows, n, group, r0, nr, x, xs, lsum, y);
+    } else {
+        if (pf) qpack_rows(0, 1, pk, rows, n, group, r0, nr, x, xs, lsum, y);
+        else qpack_rows(0, 0, pk, rows, n, group, r0, nr, x, xs, lsum, y);
+    }
 }
 
 /* ---- activation side ---- */

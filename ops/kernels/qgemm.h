@@ -6,12 +6,11 @@
    outer sum is an fma chain in g order, then one multiply by s_r. The result is the fp32 product
    of the same operands up to float rounding order (it is the more exact of the two), the same
    bits at any thread count, and the scalar twin nb_qgemm_ref gives the same bits.
-   Float order against the runtime (nb_qmatmul, ops/kernels/qdot.c): for one group per row whose
-   length is not a multiple of 32 the runtime forms fl(fl(isum ws) xs), the same bits as here
-   (given the same codes and scales); for groups that are multiples of 32 it keeps 8 lane sums
-   per output (lane k: products 4k..4k+3 of each 32-chunk) in 8 fma chains and adds them at the
-   end, an order that a register-tiled GEMM cannot follow without losing the int8 speed-up, so
-   there the two differ by rounding (relative ~1e-7 per output).
+   Float order against the runtime (nb_qmatmul, ops/kernels/qdot.c): the runtime's chain over
+   groups is acc = fma(fl(isum ws), xs, acc) with one activation scale per group, here it is
+   acc = fma(isum, ws, acc) and one multiply by s_r at the end. With one group per row both are
+   fl(fl(isum ws) s_r), the same bits (given the same codes and scales); with several groups they
+   differ by rounding (relative ~1e-7 per output).
    Used by nb_linear (ops/matmul.c) during training on AVX-512 VNNI CPUs; other SIMD levels and
    no-grad forwards take the fp32 GEMM on the fake-quant values. */
 #ifndef NB_QGEMM_H

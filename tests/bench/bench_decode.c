@@ -143,7 +143,8 @@ int main(int argc, char **argv) {
                     wall[t] = w < wall[t] ? w : wall[t];
                     cpu[t] = c < cpu[t] ? c : cpu[t];
                 }
-            const size_t b = q[0] ? 0 : 1; /* the baseline: fp32 unless left out */
+            size_t b = 0; /* the baseline: fp32 unless left out (then the first type run) */
+            while (b + 1 < NT && !q[b]) b++;
             for (size_t t = 0; t < NT; t++) {
                 if (!q[t]) continue;
                 printf("%-12s threads %d  %-9s %9.1f tok/s  %.2fx fp32   cpu %7.1f us/tok  %.2fx\n", shapes[s].name, th,

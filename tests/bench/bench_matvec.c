@@ -1,7 +1,7 @@
 /* bench_matvec.c: the runtime's one-token matrix x vector kernels on the decode shapes, alone:
    G weights/s of fp32 rows (nb_dot_f32, the fp32 decode's kernel), int8 per row and int4 groups
-   of 32 on the lane-ordered paths (nb_matvec_i8_lanes / nb_matvec_i4_lanes, the activation
-   quantized once as the runtime does). Each matrix is small enough to stay in the caches, as in a
+   of 32 on the runtime's packed copies (nb_qpack + nb_matvec_qpack, the activation quantized
+   once as the runtime does). Each matrix is small enough to stay in the caches, as in a
    small model's decode. Usage: bench_matvec [reps=20000]. */
 #include <stdint.h>
 #include <stdio.h>
@@ -41,7 +41,12 @@ int main(int argc, char **argv) {
         for (int i = 0; i < K; i++) x[i] = nb_rng_normal(&r);
         nb_quantize_act_i8(x, xq, xs8, K, K);
         nb_act_lanesums(K, K, xq, ls8);
-        const int lanes8 = nb_matvec_lanes_ok(K, K, 0), lanes4 = K % 32 == 0 && nb_matvec_lanes_ok(K, 32, 0);
+        const int lanes8 = nb_qpack_ok(K, K, 0), lanes4 = nb_qpack_ok(K, 32, 0);
+        /* 64-byte aligned, as the runtime's (nb_malloc) */
+        void *p8 = lanes8 ? aligned_alloc(64, (nb_qpack_bytes(0, R, K, K) + 63) & ~(size_t)63) : NULL;
+        void *p4 = lanes4 ? aligned_alloc(64, (nb_qpack_bytes(1, R, K, 32) + 63) & ~(size_t)63) : NULL;
+        if (p8) nb_qpack(0, R, K, K, w8, s8, p8);
+        if (p4) nb_qpack(1, R, K, 32, w4, s4, p4);
         if (lanes4) {
             nb_quantize_act_i8(x, xq4, xs4, K, 32);
             nb_act_lanesums(K, 32, xq4, ls4);
@@ -54,8 +59,8 @@ int main(int argc, char **argv) {
                 for (int i = 0; i < reps; i++) {
                     if (k == 0)
                         for (int j = 0; j < R; j++) y[j] = nb_dot_f32(K, wf + (size_t)j * K, x);
-                    else if (k == 1) nb_matvec_i8_lanes(R, K, K, w8, s8, xq, xs8, ls8, y);
-                    else nb_matvec_i4_lanes(R, K, 32, w4, s4, xq4, xs4, ls4, y);
+                    else if (k == 1) nb_matvec_qpack(0, p8, R, K, K, 0, R, xq, xs8, ls8, y);
+                    else nb_matvec_qpack(1, p4, R, K, 32, 0, R, xq4, xs4, ls4, y);
                     __asm__ volatile("" ::: "memory");
                 }
                 double t = (now() - t0) / reps;
@@ -66,7 +71,7 @@ int main(int argc, char **argv) {
             if (best[k] < 1e29) printf("   %6.1f (%5.0f)", (double)R * K / best[k] * 1e-9, best[k] * 1e9);
             else printf("   %14s", "-");
         printf("\n");
-        free(wf), free(x), free(y), free(w8), free(xq), free(w4), free(s8), free(s4);
+        free(wf), free(x), free(y), free(w8), free(xq), free(w4), free(s8), free(s4), free(p8), free(p4);
     }
     return 0;
 }
