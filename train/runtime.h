@@ -157,7 +157,10 @@ typedef struct nb_qstate {
     size_t qcap;
     void *plans;          /* one-token decode: each layer's activation plans, made at its first token */
     size_t plan_bytes;    /* the largest quantized activation they need */
-    void *packs;          /* 16-row packed copies of the int8/int4 matrices multiplied so far (nb_qpack) */
+    /* 16-row packed copies of the symmetric int8/int4 matrices this state has multiplied
+       (nb_qpack, made at first use on AVX-512 VNNI CPUs): a state belongs to one model, whose
+       weights must not change while it lives (free it and init a new one after changing them) */
+    void *packs;
     int n_packs, cap_packs;
 } nb_qstate;
 

@@ -303,24 +303,28 @@ void nb_qpack(int i4, int64_t rows, int64_t n, int64_t group, const void *w, con
     uint8_t *codes = dst;
     float *sc = (float *)(codes + (size_t)nb * ng * gb);
     for (int64_t b = 0; b < nb; b++)
-        for (int64_t g = 0; g < ng; g++) {
-            uint8_t *o = codes + ((size_t)b * ng + g) * gb;
-            for (int r = 0; r < 16; r++) {
-                const int64_t row = b * 16 + r;
+        for (int r = 0; r < 16; r++) {
+            const int64_t row = b * 16 + r;
+            for (int64_t g = 0; g < ng; g++) {
+                uint8_t *o = codes + ((size_t)b * ng + g) * gb + 4 * r;
                 sc[((size_t)b * ng + g) * 16 + r] = row < rows ? ws[row * ng + g] : 0.0f;
-                for (int64_t k = 0; k < group / 4; k++) /* step k: codes 4k..4k+3 of the group */
-                    for (int i = 0; i < 4; i++) {
-                        const int64_t col = g * group + 4 * k + i;
-                        if (i4) {
-                            const int c = row < rows ? nb_i4_get(w, row * n + col) : 0;
-                            uint8_t *byte = o + (k / 2) * 64 + 4 * r + i;
-                            if (k & 1) *byte = (uint8_t)(*byte | (uint8_t)((c + 8) << 4));
-                            else *byte = (uint8_t)(c + 8);
-                        } else {
-                            const int c = row < rows ? ((const int8_t *)w)[row * n + col] : 0;
-                            o[k * 64 + 4 * r + i] = (uint8_t)(c + 128);
+                if (i4) { /* pair p: codes 8p..8p+3 in the low nibbles, 8p+4..8p+7 in the high ones */
+                    const uint8_t *src = (const uint8_t *)w + (row * n + g * group) / 2; /* 2 codes a byte */
+                    for (int64_t p = 0; p < group / 8; p++)
+                        for (int i = 0; i < 4; i++) {
+                            int lo = 0, hi = 0; /* rows past the matrix: code 0 */
+                            if (row < rows) {
+                                const int j = (int)(8 * p + i), k = j + 4; /* element j: nibble j & 1 of byte j / 2 */
+                                lo = ((src[j / 2] >> (4 * (j & 1))) & 15) ^ 8; /* two's complement nibble + 8 */
+                                hi = ((src[k / 2] >> (4 * (k & 1))) & 15) ^ 8;
+                            } else lo = hi = 8;
+                            o[p * 64 + i] = (uint8_t)(lo | hi << 4);
                         }
-                    }
+                } else {
+                    const int8_t *src = (const int8_t *)w + row * n + g * group;
+                    for (int64_t k = 0; k < group / 4; k++)
+                        for (int i = 0; i < 4; i++) o[k * 64 + i] = (uint8_t)((row < rows ? src[4 * k + i] : 0) + 128);
+                }
             }
         }
 }
