@@ -33,7 +33,7 @@ static int same(float a, float b) { return bits(a) == bits(b) || (a != a && b !=
    32, 64, 96 and a whole row, with and without prefetching, at every SIMD level */
 static void check_qpack(int i4, int n, int g, int R, const void *w, const float *ws, const int8_t *xq, const float *xs,
                         const int32_t *ls, float *y, const char *lvl) {
-    const int ng = n / g;
+    const int ng = (n + g - 1) / g; /* the last group may be short */
     void *pk = malloc(nb_qpack_bytes(i4, R, n, g));
     nb_qpack(i4, R, n, g, w, ws, pk);
     const int r0s[] = {0, 3, 16, 17};
@@ -55,13 +55,13 @@ static void check_qpack(int i4, int n, int g, int R, const void *w, const float 
 }
 
 START_TEST(test_matvec_qpack_twins) {
-    const int ns[] = {32, 96, 224, 288, 1056};
+    const int ns[] = {32, 96, 100, 172, 224, 288, 1056}; /* 100, 172: a short last group */
     const int rows[] = {1, 7, 33, 100};
     const int maxn = 1056, maxr = 100;
     float *x = malloc(sizeof(float) * maxn), *w = malloc(sizeof(float) * maxn * maxr);
     nbt_fill(x, maxn, 41);
     nbt_fill(w, (long)maxn * maxr, 42);
-    int8_t *xq = malloc(maxn + 1), *w8 = malloc((size_t)maxn * maxr + 1);
+    int8_t *xq = calloc(maxn + 256, 1), *w8 = malloc((size_t)maxn * maxr + 1); /* codes past n: read (times 0) */
     uint8_t *w4 = malloc((size_t)maxn * maxr / 2 + 1);
     float *xs = malloc(4 * (maxn + 1)), *ws8 = malloc(4 * ((size_t)maxn * maxr + 1)), *ws4 = malloc(4 * ((size_t)maxn * maxr + 1));
     int32_t *ls = malloc(4 * 8 * (maxn + 1));
@@ -76,8 +76,9 @@ START_TEST(test_matvec_qpack_twins) {
         for (size_t b = 0; b < 4; b++) {
             int g = groups[b];
             if (!nb_qpack_ok(n, g, 0)) continue;
-            int ng = n / g;
+            int ng = (n + g - 1) / g;
             nb_quantize_act_i8_ref(x, xq + 1, xs + 1, n, g);
+            for (int j = n; j < ng * g; j++) xq[1 + j] = (int8_t)(37 - j); /* past n: any bytes (times code 0) */
             nb_act_lanesums_ref(n, g, xq + 1, ls);
             for (size_t c = 0; c < sizeof rows / sizeof *rows; c++) {
                 int R = rows[c];

@@ -424,7 +424,7 @@ static nb_status plan_acts(const nb_qtensor *const *W, int n, int64_t T, act_pre
         }
         else {
             const int64_t ng = (K + k.group - 1) / k.group;
-            p->xs_off = (size_t)((K + 63) & ~63);
+            p->xs_off = (size_t)((ng * k.group + 63) & ~63); /* codes to the end of a short last group, zeroed */
             p->ls_off = p->xs_off + (((size_t)ng * 4 + 63) & ~(size_t)63);
             p->row = (p->ls_off + (k.lanes ? (size_t)ng * 32 : 0) + 63) & ~(size_t)63;
         }
@@ -453,6 +453,7 @@ static void quantize_acts(const act_prep *prep, int np, const float *X, int64_t 
                 int8_t *xq = (int8_t *)(b + t * p->row);
                 float *xs = (float *)(b + t * p->row + p->xs_off);
                 nb_quantize_act_i8(X + t * K, xq, xs, K, p->key.ag);
+                memset(xq + K, 0, p->xs_off - (size_t)K); /* the packed kernel reads whole groups */
                 if (p->key.ag != p->key.group) /* one scale per token (ag == K), repeated for every weight group */
                     for (int64_t g = ng - 1; g >= 0; g--) xs[g] = xs[0];
                 if (p->key.lanes) nb_act_lanesums(K, p->key.group, xq, (int32_t *)(b + t * p->row + p->ls_off));

@@ -283,7 +283,7 @@ nb_dot_i4_fn nb_dot_i4_i8_pick(int64_t n, int64_t group, int has_zeros) {
 /* ---- matrix x vector on 16-row packed blocks ---- */
 
 int nb_qpack_ok(int64_t n, int64_t group, int has_zeros) {
-    return n > 0 && group > 0 && !has_zeros && group % 32 == 0 && n % group == 0;
+    return n > 0 && group > 0 && !has_zeros && group % 32 == 0;
 }
 
 int nb_qpack_available(void) { return nb_simd_has_vnni(); }
@@ -293,12 +293,12 @@ int nb_qpack_available(void) { return nb_simd_has_vnni(); }
 static size_t qpack_group_bytes(int i4, int64_t group) { return (size_t)(i4 ? group / 8 : group / 4) * 64; }
 
 size_t nb_qpack_bytes(int i4, int64_t rows, int64_t n, int64_t group) {
-    const size_t nb = (size_t)((rows + 15) / 16), ng = (size_t)(n / group);
+    const size_t nb = (size_t)((rows + 15) / 16), ng = (size_t)((n + group - 1) / group);
     return nb * ng * (qpack_group_bytes(i4, group) + 16 * sizeof(float));
 }
 
 void nb_qpack(int i4, int64_t rows, int64_t n, int64_t group, const void *w, const float *ws, void *dst) {
-    const int64_t ng = n / group, nb = (rows + 15) / 16;
+    const int64_t ng = (n + group - 1) / group, nb = (rows + 15) / 16;
     const size_t gb = qpack_group_bytes(i4, group);
     uint8_t *codes = dst;
     float *sc = (float *)(codes + (size_t)nb * ng * gb);
@@ -307,23 +307,22 @@ void nb_qpack(int i4, int64_t rows, int64_t n, int64_t group, const void *w, con
             const int64_t row = b * 16 + r;
             for (int64_t g = 0; g < ng; g++) {
                 uint8_t *o = codes + ((size_t)b * ng + g) * gb + 4 * r;
+                const int64_t len = row < rows ? (n - g * group < group ? n - g * group : group) : 0; /* real codes */
                 sc[((size_t)b * ng + g) * 16 + r] = row < rows ? ws[row * ng + g] : 0.0f;
                 if (i4) { /* pair p: codes 8p..8p+3 in the low nibbles, 8p+4..8p+7 in the high ones */
-                    const uint8_t *src = (const uint8_t *)w + (row * n + g * group) / 2; /* 2 codes a byte */
+                    const uint8_t *src = (const uint8_t *)w + (row < rows ? row : 0) * ((n + 1) / 2); /* its row */
+                    const int64_t e0 = g * group; /* the group's first element: nibble e & 1 of byte e / 2 */
                     for (int64_t p = 0; p < group / 8; p++)
                         for (int i = 0; i < 4; i++) {
-                            int lo = 0, hi = 0; /* rows past the matrix: code 0 */
-                            if (row < rows) {
-                                const int j = (int)(8 * p + i), k = j + 4; /* element j: nibble j & 1 of byte j / 2 */
-                                lo = ((src[j / 2] >> (4 * (j & 1))) & 15) ^ 8; /* two's complement nibble + 8 */
-                                hi = ((src[k / 2] >> (4 * (k & 1))) & 15) ^ 8;
-                            } else lo = hi = 8;
-                            o[p * 64 + i] = (uint8_t)(lo | hi << 4);
+                            const int64_t j = 8 * p + i, k = j + 4;
+                            const int lo = j < len ? ((src[(e0 + j) >> 1] >> (4 * ((e0 + j) & 1))) & 15) ^ 8 : 0;
+                            const int hi = k < len ? ((src[(e0 + k) >> 1] >> (4 * ((e0 + k) & 1))) & 15) ^ 8 : 0;
+                            o[p * 64 + i] = (uint8_t)(lo | hi << 4); /* two's complement nibble ^ 8 = code + 8 */
                         }
                 } else {
                     const int8_t *src = (const int8_t *)w + row * n + g * group;
                     for (int64_t k = 0; k < group / 4; k++)
-                        for (int i = 0; i < 4; i++) o[k * 64 + i] = (uint8_t)((row < rows ? src[4 * k + i] : 0) + 128);
+                        for (int i = 0; i < 4; i++) o[k * 64 + i] = (uint8_t)(4 * k + i < len ? src[4 * k + i] + 128 : 0);
                 }
             }
         }
@@ -339,7 +338,7 @@ void nb_matvec_qpack(int i4, const void *pk, int64_t rows, int64_t n, int64_t gr
 #endif
     /* the packed copy's rows, one at a time (the scalar twin's order; a CPU without VNNI never gets
        a pack from the runtime, this serves the tests) */
-    const int64_t ng = n / group, nb = (rows + 15) / 16;
+    const int64_t ng = (n + group - 1) / group, nb = (rows + 15) / 16;
     const size_t gb = qpack_group_bytes(i4, group);
     const uint8_t *codes = pk;
     const float *sc = (const float *)(codes + (size_t)nb * ng * gb);
@@ -351,7 +350,7 @@ void nb_matvec_qpack(int i4, const void *pk, int64_t rows, int64_t n, int64_t gr
             const uint8_t *o = codes + ((size_t)b * ng + g) * gb;
             int32_t s = 0;
             for (int64_t k = 0; k < group / 4; k++)
-                for (int i = 0; i < 4; i++) {
+                for (int i = 0; i < 4 && g * group + 4 * k + i < n; i++) {
                     const int c = i4 ? ((o[(k / 2) * 64 + 4 * r + i] >> (4 * (k & 1))) & 15) - 8
                                      : (int)o[k * 64 + 4 * r + i] - 128;
                     s += c * x[g * group + 4 * k + i];
@@ -370,15 +369,18 @@ int nb_qdot_prefetch(void) { return __atomic_load_n(&prefetch_on, __ATOMIC_RELAX
 void nb_act_lanesums_ref(int64_t n, int64_t group, const int8_t *x, int32_t *lsum) {
     for (int64_t g0 = 0, g = 0; g0 < n; g0 += group, g++) {
         int32_t *l = lsum + g * 8;
+        const int64_t len = n - g0 < group ? n - g0 : group; /* the last group may be short */
         for (int k = 0; k < 8; k++) l[k] = 0;
-        for (int64_t j = 0; j < group; j++) l[(j & 31) >> 2] += x[g0 + j];
+        for (int64_t j = 0; j < len; j++) l[(j & 31) >> 2] += x[g0 + j];
     }
 }
 
 void nb_act_lanesums(int64_t n, int64_t group, const int8_t *x, int32_t *lsum) {
 #if NB_HAVE_AVX512
-    if (nb_simd_has_vnni()) {
-        nb_act_lanesums_avx512(n, group, x, lsum);
+    if (nb_simd_has_vnni()) { /* whole groups of whole 32-chunks; a short last group in the twin */
+        const int64_t whole = group % 32 ? 0 : n / group * group;
+        nb_act_lanesums_avx512(whole, group, x, lsum);
+        if (whole < n) nb_act_lanesums_ref(n - whole, group, x + whole, lsum + whole / group * 8);
         return;
     }
 #endif

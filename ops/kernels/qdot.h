@@ -65,7 +65,8 @@ nb_dot_i8_fn nb_dot_i8_i8_pick(int64_t n, int64_t group, int has_zeros);
 nb_dot_i4_fn nb_dot_i4_i8_pick(int64_t n, int64_t group, int has_zeros);
 
 /* ---- matrix x vector on 16-row packed blocks ----
-   For a symmetric int8 / int4 matrix whose groups are whole chunks of 32 (nb_qpack_ok) the runtime
+   For a symmetric int8 / int4 matrix whose groups are whole chunks of 32 (nb_qpack_ok; the last
+   group may be shorter) the runtime
    keeps a packed copy of the codes (nb_qpack, made once per runtime state) in blocks of 16 rows in
    which one 32-bit lane of a 512-bit vector holds one row: step k of group g holds codes
    4k..4k+3 of each of the 16 rows, stored unsigned (int8: w + 128; int4: w + 8, steps 2j and 2j+1
@@ -74,14 +75,16 @@ nb_dot_i4_fn nb_dot_i4_i8_pick(int64_t n, int64_t group, int has_zeros);
    codes broadcast gives every row's exact group sum at once (the offset's share, off times the
    group's activation sum, comes off at the start through lsum), then one convert, one multiply and
    one fma per group for 16 rows: y[r] = nb_dot_i8_i8_ref / nb_dot_i4_i8_ref of row r, bit for bit.
-   nb_matvec_qpack writes rows [r0, r0 + nr) of the matrix (rows in all) to y[0 .. nr). lsum: the
-   activation's lane sums (nb_act_lanesums), computed once per activation row. */
+   A short last group is packed with zero codes (no offset): nb_matvec_qpack reads x to the end of
+   that group, whatever the bytes there. It writes rows [r0, r0 + nr) of the matrix (rows in all) to
+   y[0 .. nr). lsum: the activation's lane sums (nb_act_lanesums), computed once per activation row. */
 int nb_qpack_ok(int64_t n, int64_t group, int has_zeros);
 /* Whether the packed kernel runs at the active SIMD level (AVX-512 VNNI); elsewhere the runtime
    keeps no pack and uses the row dots, which give the same bits. */
 int nb_qpack_available(void);
 size_t nb_qpack_bytes(int i4, int64_t rows, int64_t n, int64_t group);
-/* w: the rows x n codes (int8, or int4 two per byte as nb_dot_i4_i8 reads them); ws (rows, n / group) */
+/* w: the rows x n codes (int8; or int4 two per byte as nb_dot_i4_i8 reads them, a row starting on
+   a byte: (n + 1) / 2 bytes); ws (rows, ceil(n / group)) */
 void nb_qpack(int i4, int64_t rows, int64_t n, int64_t group, const void *w, const float *ws, void *dst);
 void nb_matvec_qpack(int i4, const void *pk, int64_t rows, int64_t n, int64_t group, int64_t r0, int64_t nr,
                      const int8_t *x, const float *xs, const int32_t *lsum, float *y);
@@ -90,7 +93,8 @@ void nb_matvec_qpack(int i4, const void *pk, int64_t rows, int64_t n, int64_t gr
    results are the same bits either way. */
 void nb_qdot_set_prefetch(int on);
 int nb_qdot_prefetch(void);
-/* lsum[g * 8 + k] = sum of x[g * group + 32 c + 4 k + i] over the group's chunks c and i < 4. */
+/* lsum[g * 8 + k] = sum of x[g * group + 32 c + 4 k + i] over the group's chunks c and i < 4
+   (elements below n only). */
 void nb_act_lanesums(int64_t n, int64_t group, const int8_t *x, int32_t *lsum);
 void nb_act_lanesums_ref(int64_t n, int64_t group, const int8_t *x, int32_t *lsum);
 

@@ -161,7 +161,7 @@ static inline __attribute__((always_inline)) void qpack_rows(const int i4, const
                                                               int64_t n, int64_t group, int64_t r0, int64_t nr,
                                                               const int8_t *x, const float *xs, const int32_t *lsum,
                                                               float *y) {
-    const int64_t ng = n / group, nb = (rows + 15) / 16;
+    const int64_t ng = (n + group - 1) / group, nb = (rows + 15) / 16; /* a short last group: zero codes */
     const size_t gb = (size_t)(i4 ? group / 8 : group / 4) * 64;
     const uint8_t *codes = pk;
     const float *sc = (const float *)(codes + (size_t)nb * ng * gb);
