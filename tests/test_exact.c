@@ -262,6 +262,7 @@ START_TEST(test_exact_threaded_decode) {
         {992, 2, "int4 g32, 2 kv heads", "{match: \"*\", bits: 4, granularity: group, group_size: 32}", NB_QT_I4},
         {1000, 6, "int8 channel, 6 kv heads", "{match: \"*\", bits: 8, granularity: channel}", NB_QT_I8}};
     const int keep = nb_threads_get();
+    nb_qdecode_all_threads(1); /* these models are small: 2 threads only when asked to */
     for (int i = 0; i < 4; i++) {
         char y[512], what[64];
         snprintf(y, sizeof y,
@@ -277,6 +278,7 @@ START_TEST(test_exact_threaded_decode) {
         }
         tiny_free(&t);
     }
+    nb_qdecode_all_threads(0);
     nb_threads_set(keep);
 }
 END_TEST

@@ -683,6 +683,82 @@ static nb_status layer_plans(const nb_qlayer *L, tok_plan *p, nb_qstate *s) {
     return plan_one(&L->w2, &p[3], s);
 }
 
+/* Core-to-core round trip (ns) between two of the decode's threads, measured once per process:
+   cache-line hand-offs for at most a millisecond or so. About 60 ns when the two cores share an
+   L3, over 300 when the host puts them on different ones; every barrier of a decode step costs a
+   few. 0 without a second thread, or when the two never ran at once (an oversubscribed machine). */
+static double round_trip_ns(void) {
+    static int64_t cached = -1; /* picoseconds */
+    int64_t ps = __atomic_load_n(&cached, __ATOMIC_RELAXED);
+    if (ps >= 0) return ps * 1e-3;
+    ps = 0;
+#ifdef _OPENMP
+    static _Alignas(64) int flag;
+    static _Alignas(64) int stop;
+    const int n = 4000;
+    double t0 = 0, t1 = 0;
+    int done = 0;
+    __atomic_store_n(&flag, 0, __ATOMIC_RELAXED);
+    __atomic_store_n(&stop, 0, __ATOMIC_RELAXED);
+#pragma omp parallel num_threads(2)
+    {
+        const int t = omp_get_thread_num();
+        if (omp_get_num_threads() == 2) {
+#pragma omp barrier
+            if (t == 0) t0 = omp_get_wtime();
+            int i = 0;
+            for (; i < n; i++) {
+                long spins = 0;
+                while (__atomic_load_n(&flag, __ATOMIC_ACQUIRE) != 2 * i + t && !__atomic_load_n(&stop, __ATOMIC_RELAXED))
+                    if (++spins % 4096 == 0 && t == 0 && omp_get_wtime() - t0 > 2e-3)
+                        __atomic_store_n(&stop, 1, __ATOMIC_RELAXED); /* the other thread is not running */
+                if (__atomic_load_n(&stop, __ATOMIC_RELAXED)) break;
+                __atomic_store_n(&flag, 2 * i + t + 1, __ATOMIC_RELEASE);
+            }
+            if (t == 0) t1 = omp_get_wtime(), done = i;
+        }
+    }
+    if (done == n) ps = (int64_t)((t1 - t0) / n * 1e12);
+#endif
+    __atomic_store_n(&cached, ps, __ATOMIC_RELAXED);
+    return ps * 1e-3;
+}
+
+/* Threads for a decode step: a second one pays for the step's barriers (4 a layer, each a few
+   core-to-core round trips) only when the work is large enough. The work is counted in
+   fp32-equivalent multiply-adds (measured kernel speeds: packed int8/int4 about 5x fp32's, Q8_0 /
+   Q4_0 about 2x) and compared with 2^17 (stories260K in fp32: 1.45x faster on two threads that
+   share an L3) scaled by the round trip over 60 ns: on cores without a shared L3 the same model
+   decodes faster on one thread. */
+static double work_units(const nb_qtensor *W) {
+    double k = (double)W->rows * (double)W->cols;
+    switch (W->type) {
+    case NB_QT_F32:
+    case NB_QT_F16: return k;
+    case NB_QT_Q8_0:
+    case NB_QT_Q4_0: return 0.5 * k;
+    default: return (nb_qpack_ok(W->cols, W->group, W->zeros != NULL) && nb_qpack_available() ? 0.2 : 0.5) * k;
+    }
+}
+
+static int all_threads; /* nb_qdecode_all_threads */
+void nb_qdecode_all_threads(int on) { __atomic_store_n(&all_threads, on != 0, __ATOMIC_RELAXED); }
+
+static int token_threads(const nb_qmodel *m) {
+    const int nt = nb_threads_get();
+    if (nt < 2) return 1;
+    if (__atomic_load_n(&all_threads, __ATOMIC_RELAXED)) return nt;
+    double work = work_units(&m->classifier);
+    for (int l = 0; l < m->cfg.n_layers; l++) {
+        const nb_qlayer *L = &m->layers[l];
+        const nb_qtensor *ts[7] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->w1, &L->w2, &L->w3};
+        for (int i = 0; i < 7; i++) work += work_units(ts[i]);
+    }
+    if (work < (double)(1 << 17)) return 1;
+    const double rt = round_trip_ns();
+    return rt > 0 && work >= (double)(1 << 17) * (rt / 60.0 > 1.0 ? rt / 60.0 : 1.0) ? nt : 1;
+}
+
 static nb_status forward_token(const nb_qmodel *m, nb_qstate *s, int32_t tok, int pos, float *logits) {
     const nb_qconfig *c = &m->cfg;
     const int C = c->dim, H = c->hidden_dim, hs = C / c->n_heads;
@@ -711,11 +787,7 @@ static nb_status forward_token(const nb_qmodel *m, nb_qstate *s, int32_t tok, in
     const size_t xbytes = ((size_t)(H > C ? H : C) * sizeof(float) + 63) & ~(size_t)63;
     /* sized for the whole context, so that the scratch is allocated once, not grown every token */
     const size_t per_head = ((size_t)nb_attn_decode_scratch_floats(c->seq_len, hs) * sizeof(float) + 63) & ~(size_t)63;
-    /* threads: all of them once the weights are worth it (stories260K, 0.26M MACs a token, decodes
-       1.3x faster on two threads when they share an L3) */
-    int64_t macs = (int64_t)C * c->vocab;
-    for (int l = 0; l < c->n_layers; l++) macs += (int64_t)C * (2 * C + 2 * kv_dim) + 3 * (int64_t)C * H;
-    const int nt = macs >= (1 << 17) ? nb_threads_get() : 1;
+    const int nt = token_threads(m);
     uint8_t *scr = scratch(s, (size_t)nt * (abytes + xbytes) + per_head * c->n_heads + 64);
     if (!scr) return NB_ENOMEM;
     scr = (uint8_t *)(((uintptr_t)scr + 63) & ~(uintptr_t)63);

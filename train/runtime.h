@@ -167,6 +167,11 @@ typedef struct nb_qstate {
 nb_status nb_qstate_init(nb_qstate *s, const nb_qmodel *m, int max_batch);
 void nb_qstate_free(nb_qstate *s);
 
+/* A one-token decode step uses the second thread only when the model's work pays for the step's
+   barriers at the measured core-to-core latency (forward_token in runtime.c). Tests that check the
+   threaded step on small models turn that choice off: on = 1 decodes on every thread. */
+void nb_qdecode_all_threads(int on);
+
 /* Run T tokens at positions pos..pos+T-1 (pos + T <= seq_len), filling the KV cache. logits gets
    (T, V) when all_logits, else the last row's V values. Prefill in chunks of s->max_batch. */
 nb_status nb_qmodel_forward(const nb_qmodel *m, nb_qstate *s, const int32_t *tokens, int T, int pos,
