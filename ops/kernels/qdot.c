@@ -283,8 +283,11 @@ nb_dot_i4_fn nb_dot_i4_i8_pick(int64_t n, int64_t group, int has_zeros) {
 /* ---- matrix x vector on 16-row packed blocks ---- */
 
 int nb_qpack_ok(int64_t n, int64_t group, int has_zeros) {
-    return n > 0 && group > 0 && !has_zeros && group % 32 == 0;
+    return n > 0 && group > 0 && !has_zeros && (group % 32 == 0 || group == n);
 }
+
+/* the packed group: a row-wide group of any length is one group of whole 32-chunks, padded */
+static int64_t qpack_group(int64_t group) { return (group + 31) / 32 * 32; }
 
 int nb_qpack_available(void) { return nb_simd_has_vnni(); }
 
@@ -294,11 +297,13 @@ static size_t qpack_group_bytes(int i4, int64_t group) { return (size_t)(i4 ? gr
 
 size_t nb_qpack_bytes(int i4, int64_t rows, int64_t n, int64_t group) {
     const size_t nb = (size_t)((rows + 15) / 16), ng = (size_t)((n + group - 1) / group);
+    group = qpack_group(group);
     return nb * ng * (qpack_group_bytes(i4, group) + 16 * sizeof(float));
 }
 
 void nb_qpack(int i4, int64_t rows, int64_t n, int64_t group, const void *w, const float *ws, void *dst) {
     const int64_t ng = (n + group - 1) / group, nb = (rows + 15) / 16;
+    group = qpack_group(group); /* ng is 1 when that pads */
     const size_t gb = qpack_group_bytes(i4, group);
     uint8_t *codes = dst;
     float *sc = (float *)(codes + (size_t)nb * ng * gb);
@@ -330,6 +335,8 @@ void nb_qpack(int i4, int64_t rows, int64_t n, int64_t group, const void *w, con
 
 void nb_matvec_qpack(int i4, const void *pk, int64_t rows, int64_t n, int64_t group, int64_t r0, int64_t nr,
                      const int8_t *x, const float *xs, const int32_t *lsum, float *y) {
+    const int64_t ng = (n + group - 1) / group, nb = (rows + 15) / 16;
+    group = qpack_group(group); /* ng is 1 when that pads */
 #if NB_HAVE_AVX512
     if (nb_simd_has_vnni()) {
         nb_matvec_qpack_avx512(i4, pk, rows, n, group, r0, nr, x, xs, lsum, y);
@@ -338,7 +345,6 @@ void nb_matvec_qpack(int i4, const void *pk, int64_t rows, int64_t n, int64_t gr
 #endif
     /* the packed copy's rows, one at a time (the scalar twin's order; a CPU without VNNI never gets
        a pack from the runtime, this serves the tests) */
-    const int64_t ng = (n + group - 1) / group, nb = (rows + 15) / 16;
     const size_t gb = qpack_group_bytes(i4, group);
     const uint8_t *codes = pk;
     const float *sc = (const float *)(codes + (size_t)nb * ng * gb);
