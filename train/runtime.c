@@ -277,13 +277,17 @@ static void *scratch(nb_qstate *s, size_t bytes) {
     return s->qbuf;
 }
 
+/* Does W take the packed matvec (symmetric int8/int4 on whole groups of 32, or one group a row,
+   on an AVX-512 VNNI CPU)? */
+static int packable(const nb_qtensor *W) {
+    return (W->type == NB_QT_I8 || W->type == NB_QT_I4) && nb_qpack_ok(W->cols, W->group, W->zeros != NULL) &&
+           nb_qpack_available();
+}
+
 /* W's packed copy in this state, made at its first use (outside any parallel region); NULL when
-   W has none (not int8/int4 on whole groups of 32, no VNNI, or no memory: the row dots then give
-   the same bits, slower) */
+   W is not packable or memory is short (the row dots then give the same bits, slower) */
 static const void *state_pack(nb_qstate *s, const nb_qtensor *W) {
-    if ((W->type != NB_QT_I8 && W->type != NB_QT_I4) || !nb_qpack_available() ||
-        !nb_qpack_ok(W->cols, W->group, W->zeros != NULL))
-        return NULL;
+    if (!packable(W)) return NULL;
     qpack_entry *pe = s->packs;
     for (int i = 0; i < s->n_packs; i++)
         if (pe[i].W == W && pe[i].data == W->data && pe[i].scales == W->scales && pe[i].rows == W->rows &&
@@ -331,7 +335,7 @@ static act_key key_of(const nb_qtensor *W) {
         k.kind = 2;
         k.ag = W->act_group > 0 ? W->act_group : W->group;
         k.group = W->group;
-        k.lanes = nb_qpack_ok(W->cols, W->group, W->zeros != NULL) && nb_qpack_available();
+        k.lanes = packable(W);
     }
     return k;
 }
@@ -737,29 +741,38 @@ static double work_units(const nb_qtensor *W) {
     case NB_QT_F16: return k;
     case NB_QT_Q8_0:
     case NB_QT_Q4_0: return 0.5 * k;
-    default: return (nb_qpack_ok(W->cols, W->group, W->zeros != NULL) && nb_qpack_available() ? 0.2 : 0.5) * k;
+    default: return (packable(W) ? 0.2 : 0.5) * k;
     }
 }
 
 static int all_threads; /* nb_qdecode_all_threads */
 void nb_qdecode_all_threads(int on) { __atomic_store_n(&all_threads, on != 0, __ATOMIC_RELAXED); }
 
-static int token_threads(const nb_qmodel *m) {
-    const int nt = nb_threads_get();
-    if (nt < 2) return 1;
-    if (__atomic_load_n(&all_threads, __ATOMIC_RELAXED)) return nt;
-    double work = work_units(&m->classifier);
+/* The bytes of the model's matrices (the classifier once when tied) and their work_units */
+static void model_size(const nb_qmodel *m, size_t *bytes, double *work) {
+    const nb_qtensor *top[2] = {&m->tok_emb, &m->classifier};
+    *bytes = 0, *work = work_units(&m->classifier);
+    for (int i = 0; i < (m->cfg.tied ? 1 : 2); i++) *bytes += nb_qtensor_row_bytes(top[i]->type, top[i]->cols) * top[i]->rows;
     for (int l = 0; l < m->cfg.n_layers; l++) {
         const nb_qlayer *L = &m->layers[l];
         const nb_qtensor *ts[7] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->w1, &L->w2, &L->w3};
-        for (int i = 0; i < 7; i++) work += work_units(ts[i]);
+        for (int i = 0; i < 7; i++) {
+            *bytes += nb_qtensor_row_bytes(ts[i]->type, ts[i]->cols) * ts[i]->rows;
+            *work += work_units(ts[i]);
+        }
     }
+}
+
+static int token_threads(double work) {
+    const int nt = nb_threads_get();
+    if (nt < 2) return 1;
+    if (__atomic_load_n(&all_threads, __ATOMIC_RELAXED)) return nt;
     if (work < (double)(1 << 17)) return 1;
     const double rt = round_trip_ns();
     return rt > 0 && work >= (double)(1 << 17) * (rt / 60.0 > 1.0 ? rt / 60.0 : 1.0) ? nt : 1;
 }
 
-static nb_status forward_token(const nb_qmodel *m, nb_qstate *s, int32_t tok, int pos, float *logits) {
+static nb_status forward_token(const nb_qmodel *m, nb_qstate *s, int32_t tok, int pos, float *logits, double work) {
     const nb_qconfig *c = &m->cfg;
     const int C = c->dim, H = c->hidden_dim, hs = C / c->n_heads;
     const int kv_dim = hs * c->n_kv_heads, kv_mul = c->n_heads / c->n_kv_heads;
@@ -787,7 +800,7 @@ static nb_status forward_token(const nb_qmodel *m, nb_qstate *s, int32_t tok, in
     const size_t xbytes = ((size_t)(H > C ? H : C) * sizeof(float) + 63) & ~(size_t)63;
     /* sized for the whole context, so that the scratch is allocated once, not grown every token */
     const size_t per_head = ((size_t)nb_attn_decode_scratch_floats(c->seq_len, hs) * sizeof(float) + 63) & ~(size_t)63;
-    const int nt = token_threads(m);
+    const int nt = token_threads(work);
     uint8_t *scr = scratch(s, (size_t)nt * (abytes + xbytes) + per_head * c->n_heads + 64);
     if (!scr) return NB_ENOMEM;
     scr = (uint8_t *)(((uintptr_t)scr + 63) & ~(uintptr_t)63);
@@ -863,25 +876,16 @@ static nb_status forward_token(const nb_qmodel *m, nb_qstate *s, int32_t tok, in
    machine: 32 MB of L3, shared with the KV cache): the matvec kernels then prefetch ahead. */
 #define NB_STREAM_BYTES ((size_t)16 << 20)
 
-static size_t weight_bytes(const nb_qmodel *m) {
-    const nb_qtensor *top[2] = {&m->tok_emb, &m->classifier};
-    size_t n = 0;
-    for (int i = 0; i < (m->cfg.tied ? 1 : 2); i++) n += nb_qtensor_row_bytes(top[i]->type, top[i]->cols) * top[i]->rows;
-    for (int l = 0; l < m->cfg.n_layers; l++) {
-        const nb_qlayer *L = &m->layers[l];
-        const nb_qtensor *ts[7] = {&L->wq, &L->wk, &L->wv, &L->wo, &L->w1, &L->w2, &L->w3};
-        for (int i = 0; i < 7; i++) n += nb_qtensor_row_bytes(ts[i]->type, ts[i]->cols) * ts[i]->rows;
-    }
-    return n;
-}
-
 nb_status nb_qmodel_forward(const nb_qmodel *m, nb_qstate *s, const int32_t *tokens, int T, int pos, float *logits,
                             int all_logits) {
     if (T < 1 || pos < 0 || pos + T > m->cfg.seq_len)
         return nb_fail(NB_EINVAL, "forward: positions %d..%d exceed the context length %d", pos, pos + T - 1,
                        m->cfg.seq_len);
-    nb_qdot_set_prefetch(weight_bytes(m) > NB_STREAM_BYTES);
-    if (T == 1) return forward_token(m, s, tokens[0], pos, logits); /* decode: one parallel region */
+    size_t bytes;
+    double work;
+    model_size(m, &bytes, &work);
+    nb_qdot_set_prefetch(bytes > NB_STREAM_BYTES);
+    if (T == 1) return forward_token(m, s, tokens[0], pos, logits, work); /* decode: one parallel region */
     for (int t0 = 0; t0 < T; t0 += s->max_batch) {
         int B = T - t0 < s->max_batch ? T - t0 : s->max_batch;
         int last = t0 + B == T;

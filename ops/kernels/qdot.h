@@ -65,20 +65,21 @@ nb_dot_i8_fn nb_dot_i8_i8_pick(int64_t n, int64_t group, int has_zeros);
 nb_dot_i4_fn nb_dot_i4_i8_pick(int64_t n, int64_t group, int has_zeros);
 
 /* ---- matrix x vector on 16-row packed blocks ----
-   For a symmetric int8 / int4 matrix whose groups are whole chunks of 32 (nb_qpack_ok; the last
-   group may be shorter), or that has one group a row of any length (packed as one group of whole
-   32-chunks), the runtime
-   keeps a packed copy of the codes (nb_qpack, made once per runtime state) in blocks of 16 rows in
-   which one 32-bit lane of a 512-bit vector holds one row: step k of group g holds codes
-   4k..4k+3 of each of the 16 rows, stored unsigned (int8: w + 128; int4: w + 8, steps 2j and 2j+1
-   in the low and high nibbles of the same 64 bytes), then the scales transposed ((block, group,
-   16) floats; rows past the matrix: code 0, scale 0). vpdpbusd against the step's 4 activation
-   codes broadcast gives every row's exact group sum at once (the offset's share, off times the
-   group's activation sum, comes off at the start through lsum), then one convert, one multiply and
-   one fma per group for 16 rows: y[r] = nb_dot_i8_i8_ref / nb_dot_i4_i8_ref of row r, bit for bit.
-   A short last group is packed with zero codes (no offset): nb_matvec_qpack reads x to the end of
-   that group (a row-wide group: to n rounded up to 32), whatever the bytes there. It writes rows [r0, r0 + nr) of the matrix (rows in all) to
-   y[0 .. nr). lsum: the activation's lane sums (nb_act_lanesums), computed once per activation row. */
+   For a symmetric int8 / int4 matrix whose groups are whole chunks of 32 (the last group may be
+   shorter), or that has one group a row of any length (packed as one group of whole 32-chunks)
+   (nb_qpack_ok), the runtime keeps a packed copy of the codes (nb_qpack, made once per runtime
+   state) in blocks of 16 rows in which one 32-bit lane of a 512-bit vector holds one row: step k
+   of group g holds codes 4k..4k+3 of each of the 16 rows, stored unsigned (int8: w + 128; int4:
+   w + 8, steps 2j and 2j+1 in the low and high nibbles of the same 64 bytes), then the scales
+   transposed ((block, group, 16) floats; rows past the matrix: code 0, scale 0). vpdpbusd against
+   the step's 4 activation codes broadcast gives every row's exact group sum at once (the offset's
+   share, off times the group's activation sum, comes off at the start through lsum), then one
+   convert, one multiply and one fma per group for 16 rows: y[r] = nb_dot_i8_i8_ref /
+   nb_dot_i4_i8_ref of row r, bit for bit. Codes past n are packed as 0 (no offset), so
+   nb_matvec_qpack reads x to the end of the last group (a row-wide group: to n rounded up to 32)
+   whatever the bytes there. It writes rows [r0, r0 + nr) of the matrix (rows in all) to
+   y[0 .. nr). lsum: the activation's lane sums (nb_act_lanesums), computed once per activation
+   row. */
 int nb_qpack_ok(int64_t n, int64_t group, int has_zeros);
 /* Whether the packed kernel runs at the active SIMD level (AVX-512 VNNI); elsewhere the runtime
    keeps no pack and uses the row dots, which give the same bits. */
